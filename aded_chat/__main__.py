@@ -1,0 +1,5 @@
+import sys
+
+from aded_chat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,503 @@
+"""The Textual chat app: conversations on the left, the streaming answer in the middle,
+the live speed and acceptance bar at the bottom.
+
+The engine runs on a thread worker and reports through messages, batched at about 20
+per second, so the UI never holds generation back. Widgets never call the engine.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message as UIMessage
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ListItem, ListView
+
+from aded_chat.config import Config, data_dir
+from aded_chat.screens.confirm import ConfirmScreen
+from aded_chat.screens.help import HelpScreen
+from aded_chat.screens.models import ModelPickerScreen
+from aded_chat.screens.settings import SettingsScreen
+from aded_chat.screens.text_prompt import TextPromptScreen
+from aded_chat.store import Conversation, Store, StoreError
+from aded_chat.widgets.message import MessageView, stats_summary
+from aded_chat.widgets.prompt_input import PromptInput
+from aded_chat.widgets.stats_bar import StatsBar, format_stats
+from engine.errors import EngineError
+from engine.models import list_models
+from engine.sampling import SamplingSettings
+from engine.session import ChatSession
+from engine.stats import AnswerStats
+from engine.template import Message
+
+STREAM_INTERVAL_S = 0.05  # UI updates per answer: at most ~20 a second
+SAVE_INTERVAL_S = 2.0  # a streaming answer is saved at least this often
+MAX_TITLE = 40
+
+
+class ModelLoaded(UIMessage):
+    def __init__(self, session: ChatSession | None, error: str | None, path: str | None):
+        super().__init__()
+        self.session, self.error, self.path = session, error, path
+
+
+class Streamed(UIMessage):
+    def __init__(self, text: str, stats: AnswerStats):
+        super().__init__()
+        self.text, self.stats = text, stats
+
+
+class Finished(UIMessage):
+    def __init__(self, stats: AnswerStats | None, status: str, error: str | None):
+        super().__init__()
+        self.stats, self.status, self.error = stats, status, error
+
+
+class ChatApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "aded-chat"
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+n", "new_conversation", "New"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+e", "edit_last", "Edit last"),
+        Binding("ctrl+s", "settings", "Settings"),
+        Binding("ctrl+o", "pick_model", "Model"),
+        Binding("f2", "rename", "Rename", show=False),
+        Binding("ctrl+d", "delete", "Delete chat", show=False),
+        Binding("ctrl+y", "copy_answer", "Copy answer", show=False),
+        Binding("ctrl+k", "copy_code", "Copy code", show=False),
+        Binding("ctrl+x", "export", "Export", show=False),
+        Binding("ctrl+t", "show_stats", "Answer stats", show=False),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+
+    def __init__(self, cfg: Config, *, model: str | None = None, n_gpu_layers: int | None = None,
+                 n_ctx: int | None = None, verbose: bool = False, store: Store,
+                 speculative: bool | None = None, session: ChatSession | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.model_spec = model
+        self.load_kw = dict(n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, verbose=verbose)
+        self.store = store
+        self.default_speculative = cfg.speculative if speculative is None else speculative
+        self.session: ChatSession | None = session
+        self.conv: Conversation | None = None
+        self.generating = False
+        self._cancel = threading.Event()
+        self._worker_thread: threading.Thread | None = None
+        self._streaming: MessageView | None = None
+        self._loading = False
+        self.last_stats: AnswerStats | None = None
+
+    # -- layout -----------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield ListView(id="sidebar")
+            with Vertical(id="main"):
+                yield VerticalScroll(id="log")
+                yield PromptInput(id="prompt")
+        yield StatsBar(id="stats")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        try:
+            self.theme = self.cfg.theme
+        except Exception:
+            self.notify(f"unknown theme {self.cfg.theme!r}", severity="warning")
+        if self.store.recovered_from is not None:
+            self.notify(f"The conversation database could not be read; it was moved to "
+                        f"{self.store.recovered_from} and a new one was started.",
+                        severity="warning", timeout=15)
+        convs = self.store.conversations()
+        self.conv = convs[0] if convs else self._new_conversation()
+        self._refresh_sidebar()
+        self.call_after_refresh(self._show_conversation)
+        self.query_one("#log", VerticalScroll).anchor()
+        self.query_one(PromptInput).focus()
+        if self.session is None:
+            self.load_model(self.model_spec)
+        else:
+            self._show_idle()
+
+    # -- model ------------------------------------------------------------------------
+
+    @property
+    def backend_label(self) -> str:
+        if self.session is None:
+            return "no model"
+        info = self.session.backend.info
+        return f"{Path(info.model_path).name} | {info.offload}"
+
+    @work(thread=True, exclusive=True, group="load")
+    def load_model(self, spec: str | None) -> None:
+        from aded_chat.runtime import open_session
+
+        self._loading = True
+        self.call_from_thread(self._bar, f"loading {spec or 'embedded model'}…")
+        try:
+            session = open_session(self.cfg, model=spec, **self.load_kw)
+            self.post_message(ModelLoaded(session, None, spec))
+        except EngineError as exc:
+            self.post_message(ModelLoaded(None, str(exc), spec))
+
+    def on_model_loaded(self, msg: ModelLoaded) -> None:
+        self._loading = False
+        if msg.error:
+            self.notify(msg.error, severity="error", timeout=15)
+            self._show_idle()
+            return
+        old = self.session
+        self.session = msg.session
+        if old is not None:
+            old.backend.close()
+        self.notify(f"model ready: {self.backend_label}")
+        self._show_idle()
+
+    def _bar(self, text: str) -> None:
+        self.query_one(StatsBar).show(text)
+
+    def _show_idle(self) -> None:
+        state = "loading…" if self._loading else "ready"
+        self._bar(format_stats(self.last_stats, self.backend_label, state))
+
+    # -- conversations ----------------------------------------------------------------
+
+    def _conv_settings(self) -> tuple[SamplingSettings, bool]:
+        s = dict(self.conv.settings) if self.conv else {}
+        speculative = s.pop("speculative", self.default_speculative)
+        base = asdict(self.cfg.generation)
+        base.update({k: v for k, v in s.items() if k in base})
+        return SamplingSettings(**base), bool(speculative)
+
+    def _new_conversation(self) -> Conversation:
+        return self.store.create_conversation(system_prompt=self.cfg.system_prompt)
+
+    def _refresh_sidebar(self) -> None:
+        lv = self.query_one("#sidebar", ListView)
+        lv.clear()
+        convs = self.store.conversations()
+        self._sidebar_ids = [c.id for c in convs]
+        lv.extend(ListItem(Label(c.title)) for c in convs)
+        if self.conv and self.conv.id in self._sidebar_ids:
+            lv.index = self._sidebar_ids.index(self.conv.id)
+
+    async def _show_conversation(self) -> None:
+        log = self.query_one("#log", VerticalScroll)
+        await log.remove_children()
+        views = [MessageView(m.role, m.content, message_id=m.id, stats=m.stats,
+                             status="stopped" if m.status == "streaming" else m.status)
+                 for m in self.store.messages(self.conv.id)]
+        if views:
+            await log.mount_all(views)
+        log.anchor()
+        self.sub_title = self.conv.title
+
+    @on(ListView.Selected, "#sidebar")
+    async def _select_conversation(self, event: ListView.Selected) -> None:
+        cid = self._sidebar_ids[event.index]
+        if self.conv and cid == self.conv.id:
+            return
+        if self.generating:
+            self.notify("an answer is streaming: press Esc to stop it first")
+            return
+        self.conv = self.store.conversation(cid)
+        await self._show_conversation()
+
+    async def action_new_conversation(self) -> None:
+        if self.generating:
+            self.notify("an answer is streaming: press Esc to stop it first")
+            return
+        self.conv = self._new_conversation()
+        self._refresh_sidebar()
+        await self._show_conversation()
+        self.query_one(PromptInput).focus()
+
+    def action_toggle_sidebar(self) -> None:
+        sb = self.query_one("#sidebar")
+        sb.display = not sb.display
+
+    def action_rename(self) -> None:
+        def done(title: str | None) -> None:
+            if title:
+                self.store.update_conversation(self.conv.id, title=title[:80])
+                self.conv = self.store.conversation(self.conv.id)
+                self.sub_title = self.conv.title
+                self._refresh_sidebar()
+        self.push_screen(TextPromptScreen("Rename conversation", self.conv.title), done)
+
+    def action_delete(self) -> None:
+        if self.generating:
+            self.notify("an answer is streaming: press Esc to stop it first")
+            return
+
+        async def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.store.delete_conversation(self.conv.id)
+            convs = self.store.conversations()
+            self.conv = convs[0] if convs else self._new_conversation()
+            self._refresh_sidebar()
+            await self._show_conversation()
+        self.push_screen(ConfirmScreen(f"Delete “{self.conv.title}” and all its messages?"),
+                         done)
+
+    # -- sending and streaming --------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def _submitted(self, event: PromptInput.Submitted) -> None:
+        await self.send(event.text)
+
+    async def send(self, text: str) -> None:
+        if not text.strip():
+            self.notify("Type a message first.", severity="warning")
+            return
+        if self.generating:
+            self.notify("An answer is streaming: press Esc to stop it.", severity="warning")
+            return
+        if self.session is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        self.query_one(PromptInput).clear()
+        mid = self.store.add_message(self.conv.id, "user", text)
+        if self.conv.title == "New chat":
+            title = " ".join(text.split())[:MAX_TITLE] or "New chat"
+            self.store.update_conversation(self.conv.id, title=title)
+            self.conv = self.store.conversation(self.conv.id)
+            self.sub_title = title
+            self._refresh_sidebar()
+        await self.query_one("#log").mount(MessageView("user", text, message_id=mid))
+        await self._answer()
+
+    def _history(self) -> list[Message]:
+        msgs = [Message("system", self.conv.system_prompt)] if self.conv.system_prompt else []
+        msgs += [Message(m.role, m.content) for m in self.store.messages(self.conv.id)
+                 if m.role in ("user", "assistant") and m.content]
+        return msgs
+
+    async def _answer(self) -> None:
+        settings, speculative = self._conv_settings()
+        messages = self._history()
+        model = Path(self.session.backend.info.model_path).name
+        mid = self.store.add_message(self.conv.id, "assistant", "", model=model,
+                                     status="streaming")
+        view = MessageView("assistant", "", message_id=mid, status="streaming")
+        self._streaming = view
+        log = self.query_one("#log", VerticalScroll)
+        await log.mount(view)
+        log.anchor()
+        self.generating = True
+        self._cancel = threading.Event()
+        self._generate(messages, settings, speculative, mid)
+
+    @work(thread=True, exclusive=True, group="generate")
+    def _generate(self, messages: list[Message], settings: SamplingSettings,
+                  speculative: bool, mid: int) -> None:
+        self._worker_thread = threading.current_thread()
+        cancel = self._cancel
+        parts: list[str] = []
+        pending: list[str] = []
+        stats: AnswerStats | None = None
+        error: str | None = None
+        last_post = last_save = time.monotonic()
+        try:
+            for chunk in self.session.generate(messages, settings, speculative=speculative,
+                                               cancel=cancel):
+                stats = chunk.stats
+                parts.append(chunk.text)
+                pending.append(chunk.text)
+                now = time.monotonic()
+                if now - last_post >= STREAM_INTERVAL_S:
+                    self.post_message(Streamed("".join(pending), stats))
+                    pending, last_post = [], now
+                if now - last_save >= SAVE_INTERVAL_S:
+                    self.store.update_message(mid, "".join(parts), status="streaming")
+                    last_save = now
+        except EngineError as exc:
+            error = str(exc)
+        except Exception as exc:  # keep the app alive and the partial answer saved
+            error = f"{type(exc).__name__}: {exc}"
+        if pending:
+            self.post_message(Streamed("".join(pending), stats))
+        stats = stats or (self.session.last_stats if self.session else None)
+        status = "stopped" if (cancel.is_set() or error) else "done"
+        self.store.update_message(mid, "".join(parts), status=status,
+                                  stats=stats.as_dict() if stats else None)
+        self.post_message(Finished(stats, status, error))
+
+    async def on_streamed(self, msg: Streamed) -> None:
+        if self._streaming is not None and msg.text:
+            await self._streaming.append(msg.text)
+        self._bar(format_stats(msg.stats, self.backend_label, "streaming"))
+
+    def on_finished(self, msg: Finished) -> None:
+        self.generating = False
+        if self._streaming is not None:
+            self._streaming.finish(msg.stats.as_dict() if msg.stats else None, msg.status)
+            self._streaming = None
+        if msg.error:
+            self.notify(msg.error, severity="error", timeout=10)
+        if msg.stats is not None:
+            self.last_stats = msg.stats
+            if msg.stats.tokens > 1:
+                self.query_one(StatsBar).record(msg.stats.tokens_per_s)
+        self._show_idle()
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self._cancel.set()
+
+    async def action_regenerate(self) -> None:
+        if self.generating or self.session is None:
+            return
+        msgs = self.store.messages(self.conv.id)
+        if not msgs or msgs[-1].role != "assistant":
+            self.notify("Nothing to regenerate.")
+            return
+        self.store.delete_message(msgs[-1].id)
+        views = self.query(MessageView)
+        if views:
+            await views.last().remove()
+        await self._answer()
+
+    async def action_edit_last(self) -> None:
+        if self.generating:
+            return
+        msgs = self.store.messages(self.conv.id)
+        users = [m for m in msgs if m.role == "user"]
+        if not users:
+            return
+        last_user = users[-1]
+        for m in msgs:
+            if m.id >= last_user.id:
+                self.store.delete_message(m.id)
+        await self._show_conversation()
+        prompt = self.query_one(PromptInput)
+        prompt.text = last_user.content
+        prompt.focus()
+        self.notify("Edit the message and press Enter to resend.")
+
+    # -- settings and model -----------------------------------------------------------
+
+    def action_settings(self) -> None:
+        settings, speculative = self._conv_settings()
+
+        def done(result) -> None:
+            if result is None:
+                return
+            system, new, spec = result
+            self.store.update_conversation(
+                self.conv.id, system_prompt=system,
+                settings={**asdict(new), "speculative": spec})
+            self.conv = self.store.conversation(self.conv.id)
+            self.notify("Settings saved for this conversation.")
+        self.push_screen(SettingsScreen(self.conv.system_prompt, settings, speculative), done)
+
+    def action_pick_model(self) -> None:
+        if self.generating:
+            self.notify("an answer is streaming: press Esc to stop it first")
+            return
+
+        def done(path: str | None) -> None:
+            if path:
+                self.load_model(path)
+        self.push_screen(ModelPickerScreen(list_models(self.cfg.models_path),
+                                           str(self.cfg.models_path)), done)
+
+    # -- clipboard, export, stats, help -----------------------------------------------
+
+    def _last_answer(self) -> str | None:
+        answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
+        return answers[-1].content if answers else None
+
+    def action_copy_answer(self) -> None:
+        text = self._last_answer()
+        if text:
+            self.copy_to_clipboard(text)
+            self.notify("Answer copied.")
+
+    def action_copy_code(self) -> None:
+        blocks = re.findall(r"```[^\n]*\n(.*?)```", self._last_answer() or "", re.S)
+        if not blocks:
+            self.notify("No code block in the last answer.")
+            return
+        self.copy_to_clipboard(blocks[-1])
+        self.notify("Code block copied.")
+
+    def export_markdown(self) -> Path:
+        out = data_dir() / "exports"
+        out.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^\w.-]+", "-", self.conv.title).strip("-")[:40] or "chat"
+        path = out / f"{self.conv.id}-{safe}.md"
+        lines = [f"# {self.conv.title}", ""]
+        if self.conv.system_prompt:
+            lines += [f"_System: {self.conv.system_prompt}_", ""]
+        for m in self.store.messages(self.conv.id):
+            who = "You" if m.role == "user" else "Assistant"
+            lines += [f"## {who}", "", m.content, ""]
+            if m.role == "assistant" and m.stats:
+                lines += [f"<sub>{stats_summary(m.stats)}</sub>", ""]
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path
+
+    def action_export(self) -> None:
+        self.notify(f"Exported to {self.export_markdown()}")
+
+    def action_show_stats(self) -> None:
+        answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
+        self.notify(stats_summary(answers[-1].stats) if answers else "No answer yet.",
+                    title="Last answer", timeout=10)
+
+    def action_help(self) -> None:
+        rows = [(b.key, b.description) for b in self.BINDINGS]
+        self.push_screen(HelpScreen(rows))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            if b.action not in ("quit", "help"):
+                yield SystemCommand(b.description, f"key: {b.key}",
+                                    lambda a=b.action: self.run_action(a))
+
+    # -- quitting ---------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        self.stop_generation_and_wait()
+        self.exit()
+
+    def stop_generation_and_wait(self, timeout: float = 10.0) -> None:
+        """Stop a streaming answer; its worker saves what was produced before exiting."""
+        if self.generating:
+            self._cancel.set()
+            if self._worker_thread is not None:
+                self._worker_thread.join(timeout)
+
+
+def run_app(cfg: Config, args) -> int:
+    store_path = data_dir() / "conversations.db"
+    try:
+        store = Store(store_path)
+    except StoreError as exc:
+        raise EngineError(str(exc)) from None
+    app = ChatApp(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
+                  verbose=args.verbose, store=store,
+                  speculative=False if args.plain else None)
+    try:
+        app.run()
+    finally:
+        app.stop_generation_and_wait()
+        store.close()
+    return 0
+

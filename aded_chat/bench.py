@@ -1,0 +1,288 @@
+"""`aded-chat bench`: plain, llama-cpp-python prompt lookup (pld) and ADED on one loaded
+model in one process, methods interleaved prompt by prompt, median of --repeat runs.
+
+Speedups are ratios measured in the same run, because this machine is noisy.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from aded_chat.cli import UsageError
+from aded_chat.runtime import open_session
+from engine.sampling import SamplingSettings
+from engine.template import Message
+
+METHODS = ("plain", "pld", "aded")
+PLD_DRAFT_TOKENS = 2  # llama-cpp-python's docs: 10 suits a GPU, 2 a CPU-only machine
+
+
+def default_prompts() -> Path:
+    return Path(str(importlib.resources.files("aded_chat.assets") / "prompts.jsonl"))
+
+
+def load_prompts(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt file {path}: {exc.strerror}") from None
+    prompts = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            msgs = [Message(m["role"], m["content"]) for m in obj["messages"]]
+            prompts.append({"id": str(obj["id"]), "category": str(obj["category"]),
+                            "messages": msgs})
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{path}:{no}: expected {{\"id\", \"category\", \"messages\"}}"
+                             ) from None
+    if not prompts:
+        raise UsageError(f"no prompts in {path}")
+    return prompts
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def geomean(xs: list[float]) -> float:
+    xs = [x for x in xs if x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else 0.0
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+class PromptLookup:
+    """llama-cpp-python's high-level API: plain create_chat_completion (the reference our
+    own plain decoding must match) and with LlamaPromptLookupDecoding as documented."""
+
+    def __init__(self, model_path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
+        from llama_cpp import Llama
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        kw = dict(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads,
+                  n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
+        self.plain = Llama(**kw)
+        self.pld = Llama(**kw, draft_model=LlamaPromptLookupDecoding(
+            num_pred_tokens=PLD_DRAFT_TOKENS))
+
+    @staticmethod
+    def run(llm, messages: list[Message], settings: SamplingSettings) -> dict:
+        llm.reset()
+        t_first = None
+        n = 0
+        parts = []
+        for chunk in llm.create_chat_completion(
+            [m.as_dict() for m in messages], max_tokens=settings.max_tokens,
+            temperature=settings.temperature, top_k=settings.top_k if settings.temperature
+            else 1, top_p=settings.top_p, min_p=settings.min_p,
+            repeat_penalty=settings.repeat_penalty, seed=settings.seed, stream=True,
+        ):
+            delta = chunk["choices"][0]["delta"].get("content")
+            if delta:
+                if t_first is None:
+                    t_first = time.perf_counter()
+                else:
+                    n += 1
+                parts.append(delta)
+        secs = time.perf_counter() - t_first if t_first else 0.0
+        return {"text": "".join(parts), "tokens": n + 1, "decode_seconds": secs,
+                "tokens_per_s": n / secs if secs > 0 else 0.0}
+
+
+def run_session(session, messages, settings, *, speculative: bool, gaps=None) -> dict:
+    session.reset()
+    text, tokens, st = session.answer(messages, settings, speculative=speculative,
+                                      logit_gaps=gaps)
+    return {"text": text, "token_ids": tokens, "tokens": st.tokens,
+            "decode_seconds": st.decode_s, "tokens_per_s": st.tokens_per_s,
+            "steps": st.steps, "drafted_tokens": st.drafted, "accepted_tokens": st.accepted,
+            "median_host_ms": st.median_host_ms, "prompt_tokens": st.prompt_tokens}
+
+
+def median_run(runs: list[dict]) -> dict:
+    runs = sorted(runs, key=lambda r: r["tokens_per_s"])
+    out = dict(runs[len(runs) // 2])
+    out["runs_tokens_per_s"] = [r["tokens_per_s"] for r in runs]
+    return out
+
+
+def run_bench(cfg, args) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"unknown method {unknown[0] if unknown else '(none)'}; "
+                         f"choose from {','.join(METHODS)}")
+    if "plain" not in methods:
+        methods.insert(0, "plain")  # every speedup is a ratio to plain in the same run
+    prompts = load_prompts(Path(args.prompts) if args.prompts else default_prompts())
+    if args.limit:
+        prompts = prompts[: args.limit]
+    settings = SamplingSettings(temperature=args.temperature, seed=1234,
+                                max_tokens=args.max_tokens)
+    settings = replace(settings, top_k=cfg.generation.top_k, top_p=cfg.generation.top_p,
+                       min_p=cfg.generation.min_p)
+
+    t0 = time.perf_counter()
+    session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
+                           n_ctx=args.n_ctx, verbose=args.verbose)
+    ready_s = time.perf_counter() - t0
+    info = session.backend.info
+    hl = None
+    if "pld" in methods:
+        hl = PromptLookup(info.model_path, info.n_ctx, info.n_threads, info.gpu_layers)
+    print(f"# {info.model_desc} | {info.offload} | {machine()} | ready in {ready_s:.2f} s",
+          file=sys.stderr)
+
+    results = []
+    for p in prompts:
+        msgs = p["messages"]
+        runs: dict[str, list[dict]] = {m: [] for m in methods}
+        snapshot = session.speculator.snapshot()
+        for _ in range(max(1, args.repeat)):
+            for m in methods:
+                if m == "plain":
+                    runs[m].append(run_session(session, msgs, settings, speculative=False))
+                elif m == "aded":
+                    session.speculator.restore(snapshot)
+                    runs[m].append(run_session(session, msgs, settings, speculative=True))
+                else:
+                    runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
+        row = {"id": p["id"], "category": p["category"]}
+        plain = median_run(runs["plain"])
+        for m in methods:
+            r = median_run(runs[m])
+            if m != "plain":
+                if "token_ids" in r:
+                    d = first_divergence(plain["token_ids"], r["token_ids"])
+                else:
+                    d = first_divergence(session.backend.tokenize(plain["text"]),
+                                         session.backend.tokenize(r["text"]))
+                r["identical_to_plain"] = d is None
+                if d is not None:
+                    r["divergence_index"] = d
+                    gaps: list[float] = []
+                    run_session(session, msgs, settings, speculative=False, gaps=gaps)
+                    # token d was drawn at step d-1's root (token 0 at the prompt)
+                    r["divergence_logit_gap"] = gaps[d - 1] if 0 < d <= len(gaps) else None
+                r["speedup"] = r["tokens_per_s"] / plain["tokens_per_s"]
+            r.pop("token_ids", None)
+            row[m] = r
+        if hl is not None:
+            row["llama_cpp_python_plain"] = PromptLookup.run(hl.plain, msgs, settings)
+        results.append(row)
+        print(_row_line(row, methods), file=sys.stderr)
+
+    report = {
+        "model": info.model_path, "model_desc": info.model_desc, "backend": info.offload,
+        "machine": machine(), "ready_seconds": ready_s,
+        "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
+                     "pld_draft_tokens": PLD_DRAFT_TOKENS},
+        "prompts": results,
+        "geomean_speedup_vs_plain": _geomeans(results, methods),
+    }
+    if hl is not None:
+        report["plain_vs_llama_cpp_python"] = geomean(
+            [r["plain"]["tokens_per_s"] / r["llama_cpp_python_plain"]["tokens_per_s"]
+             for r in results if r["llama_cpp_python_plain"]["tokens_per_s"] > 0])
+    if "aded" in methods:
+        report["aded_identical_rate"] = sum(r["aded"]["identical_to_plain"] for r in results
+                                            ) / len(results)
+        report["aded_median_host_ms"] = statistics.median(
+            r["aded"]["median_host_ms"] for r in results)
+        report["trigram_mb"] = session.speculator.table_mb
+    print(format_report(report, methods))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=_json_default))
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o))
+
+
+def _geomeans(results: list[dict], methods: list[str]) -> dict:
+    out = {}
+    for m in methods[1:] if methods[0] == "plain" else methods:
+        if m == "plain":
+            continue
+        cats: dict[str, list[float]] = {}
+        for r in results:
+            cats.setdefault(r["category"], []).append(r[m]["speedup"])
+        out[m] = {"overall": geomean([x for xs in cats.values() for x in xs]),
+                  **{c: geomean(xs) for c, xs in cats.items()}}
+    return out
+
+
+def _row_line(row: dict, methods: list[str]) -> str:
+    parts = [f"{row['id']:<16} {row['category']:<10} plain {row['plain']['tokens_per_s']:6.1f}"]
+    for m in methods:
+        if m == "plain":
+            continue
+        r = row[m]
+        same = "=" if r["identical_to_plain"] else f"≠@{r['divergence_index']}"
+        parts.append(f"{m} {r['tokens_per_s']:6.1f} ({r['speedup']:.2f}x {same})")
+        if m == "aded":
+            parts.append(f"acc {r['accepted_tokens']}/{r['drafted_tokens']}")
+    return " | ".join(parts)
+
+
+def format_report(report: dict, methods: list[str]) -> str:
+    spec = [m for m in methods if m != "plain"]
+    lines = ["| prompt | category | plain tok/s | " + " | ".join(
+        f"{m} tok/s (speedup)" for m in spec) + " | aded accepted/drafted | identical |",
+        "|---|---|---|" + "---|" * len(spec) + "---|---|"]
+    for r in report["prompts"]:
+        cells = [r["id"], r["category"], f"{r['plain']['tokens_per_s']:.1f}"]
+        for m in spec:
+            cells.append(f"{r[m]['tokens_per_s']:.1f} ({r[m]['speedup']:.2f}x)")
+        a = r.get("aded")
+        cells.append(f"{a['accepted_tokens']}/{a['drafted_tokens']}" if a else "-")
+        same = [m for m in spec if r[m]["identical_to_plain"]]
+        cells.append(",".join(same) if same else "no")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| geomean speedup vs plain | " + " | ".join(spec) + " |")
+    lines.append("|---|" + "---|" * len(spec))
+    cats = list(report["geomean_speedup_vs_plain"][spec[0]].keys()) if spec else []
+    for c in cats:
+        lines.append(f"| {c} | " + " | ".join(
+            f"{report['geomean_speedup_vs_plain'][m][c]:.2f}x" for m in spec) + " |")
+    extra = []
+    if "plain_vs_llama_cpp_python" in report:
+        extra.append(f"plain vs llama-cpp-python create_chat_completion: "
+                     f"{report['plain_vs_llama_cpp_python']:.2f}x")
+    if "aded_identical_rate" in report:
+        extra.append(f"aded identical to plain: {100 * report['aded_identical_rate']:.0f}% | "
+                     f"median host overhead {report['aded_median_host_ms']:.3f} ms/step | "
+                     f"tri-gram table {report['trigram_mb']:.1f} MB")
+    extra.append(f"ready in {report['ready_seconds']:.2f} s")
+    return "\n".join(lines + [""] + extra)

@@ -1,0 +1,187 @@
+"""The `aded-chat` command: the chat app by default, `ask`, `models`, `bench`.
+
+User errors end in one line on stderr and exit status 2; Ctrl+C ends an answer cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+from aded_chat import __version__
+from aded_chat.config import ConfigError, load_config
+from engine.errors import EngineError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="PATH", help="GGUF file, or a file name in the models "
+                   "folder (default: config, else the embedded SmolLM2-135M)")
+    p.add_argument("--n-gpu-layers", type=int, metavar="N",
+                   help="layers to offload (default: all when llama.cpp can offload)")
+    p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
+    p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+
+
+def _sampling_flags(p: argparse.ArgumentParser, *, temperature_default=None) -> None:
+    p.add_argument("--temperature", type=float, default=temperature_default, metavar="T",
+                   help="0 = greedy (default from config)")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--max-tokens", type=int, metavar="N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aded-chat", description="Chat with a local GGUF model, accelerated "
+                     "by adaptive tri-gram draft trees verified in one llama.cpp batch.")
+    parser.add_argument("--version", action="version", version=f"aded-chat {__version__}")
+    _model_flags(parser)
+    parser.add_argument("--plain", action="store_true", help="turn speculative decoding off")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    ask = sub.add_parser("ask", help="answer one prompt on stdout (headless)")
+    _model_flags(ask)
+    _sampling_flags(ask)
+    ask.add_argument("--system", metavar="TEXT", help="system prompt")
+    ask.add_argument("--json", action="store_true", help="print one JSON object instead")
+    ask.add_argument("--plain", action="store_true", help="turn speculative decoding off")
+    ask.add_argument("prompt", help="the prompt, or - to read standard input")
+
+    sub.add_parser("models", help="list the embedded model and the models folder")
+
+    bench = sub.add_parser("bench", help="compare plain, prompt-lookup and ADED decoding")
+    _model_flags(bench)
+    bench.add_argument("--prompts", metavar="FILE.jsonl", help="prompt set (default: shipped)")
+    bench.add_argument("--methods", default="plain,pld,aded")
+    bench.add_argument("--max-tokens", type=int, default=256)
+    bench.add_argument("--temperature", type=float, default=0.0)
+    bench.add_argument("--repeat", type=int, default=1, help="runs per prompt (median)")
+    bench.add_argument("--json", metavar="OUT", help="write the full report here")
+    bench.add_argument("--limit", type=int, help="only the first N prompts")
+    return parser
+
+
+def _settings(cfg, args):
+    s = cfg.generation
+    if getattr(args, "temperature", None) is not None:
+        s = replace(s, temperature=args.temperature)
+    if getattr(args, "seed", None) is not None:
+        s = replace(s, seed=args.seed)
+    if getattr(args, "max_tokens", None) is not None:
+        s = replace(s, max_tokens=args.max_tokens)
+    if s.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    return s
+
+
+def cmd_ask(cfg, args) -> int:
+    from aded_chat.runtime import open_session
+    from engine.template import Message
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise UsageError("empty prompt")
+    settings = _settings(cfg, args)
+    session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
+                           n_ctx=args.n_ctx, verbose=args.verbose,
+                           speculator=cfg.speculative and not args.plain)
+    system = args.system if args.system is not None else cfg.system_prompt
+    messages = ([Message("system", system)] if system else []) + [Message("user", prompt)]
+    parts: list[str] = []
+    stats = None
+    interrupted = False
+    gen = session.generate(messages, settings, speculative=not args.plain)
+    try:
+        for chunk in gen:
+            stats = chunk.stats
+            parts.append(chunk.text)
+            if not args.json:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        gen.close()
+        interrupted = True
+    if stats is None:
+        stats = session.last_stats
+    if args.json:
+        print(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
+                          "backend": session.backend.info.offload,
+                          "settings": settings.as_dict(),
+                          "stats": stats.as_dict() if stats else None}, ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+        if stats is not None:
+            sys.stderr.write(_stats_line(stats, session.backend.info.offload) + "\n")
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _stats_line(stats, backend: str) -> str:
+    line = (f"prompt {stats.prompt_tokens} tok ({stats.prompt_evaluated} evaluated, "
+            f"{stats.prompt_tokens_per_s:.0f} tok/s) | generated {stats.tokens} tok, "
+            f"{stats.tokens_per_s:.1f} tok/s")
+    if stats.speculative:
+        line += (f" | {stats.tokens_per_step:.2f} tok/step, "
+                 f"accepted {stats.accepted}/{stats.drafted} drafted")
+    if stats.fallback:
+        line += f" | plain: {stats.fallback}"
+    if stats.dropped_turns:
+        line += f" | dropped {stats.dropped_turns} old turns"
+    return line + f" | {backend} | {stats.finish_reason}"
+
+
+def cmd_models(cfg, args) -> int:
+    from engine.models import list_models
+
+    entries = list_models(cfg.models_path)
+    for e in entries:
+        print(f"{e.name}\t{e.size_bytes / 1e6:.0f} MB\t{e.path}")
+    print(f"# models folder: {cfg.models_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(cfg, args) -> int:
+    from aded_chat.bench import run_bench
+
+    return run_bench(cfg, args)
+
+
+def cmd_chat(cfg, args) -> int:
+    from aded_chat.app import run_app
+
+    return run_app(cfg, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        cfg = load_config()
+        command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench}.get(
+            args.command, cmd_chat)
+        return command(cfg, args)
+    except UsageError as exc:
+        print(f"aded-chat: error: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"aded-chat: config error: {exc}", file=sys.stderr)
+    except EngineError as exc:
+        print(f"aded-chat: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("aded-chat: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

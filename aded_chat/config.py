@@ -1,0 +1,115 @@
+"""User configuration: a TOML file under platformdirs' config dir; flags override it."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import platformdirs
+
+from engine.sampling import SamplingSettings
+
+APP = "aded-chat"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the line."""
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP))
+
+
+def data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP))
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = ""  # a path or a file name in models_dir; empty = the embedded model
+    models_dir: str = ""  # empty = <user data dir>/models
+    n_ctx: int = 4096
+    n_gpu_layers: int = -1  # -1 = every layer when llama.cpp can offload, else 0
+    speculative: bool = True
+    theme: str = "textual-dark"
+    system_prompt: str = "You are a helpful assistant."
+    generation: SamplingSettings = field(default_factory=SamplingSettings)
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir).expanduser() if self.models_dir else data_dir() / "models"
+
+    @property
+    def gpu_layers(self) -> int | None:
+        return None if self.n_gpu_layers < 0 else self.n_gpu_layers
+
+
+_TOP = {f.name: f for f in fields(Config) if f.name != "generation"}
+_GEN = {f.name: f for f in fields(SamplingSettings)}
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool,
+          "int | None": int}
+
+
+def _check(section: str, key: str, value, spec) -> None:
+    want = _TYPES.get(str(spec.type), object)
+    bad = not isinstance(value, want) or (want is int and isinstance(value, bool))
+    if bad:
+        raise ConfigError(f"{config_path()}: [{section}] {key} = {value!r} has the wrong type")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the config file if there is one; a broken file is an error, not a shrug."""
+    path = path or config_path()
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    top: dict = {}
+    gen: dict = {}
+    for key, value in data.items():
+        if key == "generation" and isinstance(value, dict):
+            for k, v in value.items():
+                if k not in _GEN:
+                    raise ConfigError(f"{path}: unknown key [generation] {k}")
+                _check("generation", k, v, _GEN[k])
+                gen[k] = float(v) if _GEN[k].type == "float" else v
+        elif key in _TOP:
+            _check("top level", key, value, _TOP[key])
+            top[key] = value
+        else:
+            raise ConfigError(f"{path}: unknown key {key}")
+    return replace(Config(**top), generation=replace(SamplingSettings(), **gen))
+
+
+DEFAULT_CONFIG_TEXT = """\
+# aded-chat configuration. Command-line flags override these values.
+# model = "/path/to/model.gguf"   # empty: the embedded SmolLM2-135M-Instruct
+# models_dir = ""                 # empty: <user data dir>/models
+# n_ctx = 4096
+# n_gpu_layers = -1               # -1: all layers when llama.cpp was built with GPU offload
+# speculative = true
+# theme = "textual-dark"
+# system_prompt = "You are a helpful assistant."
+
+[generation]
+# temperature = 0.0               # 0 = greedy
+# top_k = 40
+# top_p = 0.95
+# min_p = 0.05
+# repeat_penalty = 1.0
+# max_tokens = 512
+# seed = 42
+"""

@@ -1,0 +1,41 @@
+"""Opening a model for the app: backend, template, and the ADED speculator with its
+corpus prior from the files shipped in aded_chat.assets."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from aded_chat.config import Config, cache_dir
+from engine.backend import LlamaBackend
+from engine.models import resolve_model
+from engine.session import ChatSession
+
+
+def corpus_files() -> list[Path]:
+    root = importlib.resources.files("aded_chat.assets") / "corpus"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".txt", ".py")))
+
+
+def open_session(
+    cfg: Config,
+    *,
+    model: str | None = None,
+    n_gpu_layers: int | None = None,
+    n_ctx: int | None = None,
+    verbose: bool = False,
+    speculator: bool = True,
+) -> ChatSession:
+    path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
+    backend = LlamaBackend(
+        path,
+        n_ctx=n_ctx or cfg.n_ctx,
+        n_gpu_layers=n_gpu_layers if n_gpu_layers is not None else cfg.gpu_layers,
+        verbose=verbose,
+    )
+    spec = None
+    if speculator:
+        from engine.aded import AdedSpeculator
+
+        spec = AdedSpeculator.for_backend(backend, corpus_files(), cache_dir())
+    return ChatSession(backend, speculator=spec)

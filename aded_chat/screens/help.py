@@ -1,0 +1,35 @@
+"""Every key binding, generated from the bindings themselves so it cannot go stale."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+EXTRA_KEYS = [
+    ("enter", "send the message"),
+    ("ctrl+j / shift+enter", "new line in the message"),
+    ("ctrl+p", "command palette"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape,f1,q", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 72; height: 80%; border: thick $primary;
+                                  background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, bindings: list[tuple[str, str]]):
+        super().__init__()
+        self.rows = EXTRA_KEYS + bindings
+
+    def compose(self) -> ComposeResult:
+        lines = ["# aded-chat keys", "", "| key | action |", "|---|---|"]
+        lines += [f"| `{k}` | {d} |" for k, d in self.rows]
+        lines += ["", "Hover an answer (or press `ctrl+t`) to see its speed and acceptance.",
+                  "", "Press `escape` to close."]
+        with VerticalScroll():
+            yield Markdown("\n".join(lines))

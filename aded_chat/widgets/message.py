@@ -1,0 +1,75 @@
+"""One chat message: a role label and a Markdown body that can grow while streaming."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Markdown
+
+
+def stats_summary(stats: dict | None) -> str:
+    """A one-line summary of an answer's stored stats (tooltip, stats key)."""
+    if not stats:
+        return "no stats"
+    parts = [f"{stats.get('tokens', 0)} tokens", f"{stats.get('tokens_per_s', 0):.1f} tok/s"]
+    if stats.get("speculative"):
+        parts.append(f"{stats.get('tokens_per_step', 0):.2f} tok/step")
+        parts.append(f"accepted {stats.get('accepted', 0)}/{stats.get('drafted', 0)}")
+    if stats.get("speedup"):
+        parts.append(f"{stats['speedup']:.2f}x vs plain")
+    parts.append(f"prompt {stats.get('prompt_tokens', 0)} tok")
+    if stats.get("finish_reason"):
+        parts.append(stats["finish_reason"])
+    return " | ".join(parts)
+
+
+class MessageView(Vertical):
+    """A message in the conversation view."""
+
+    DEFAULT_CSS = """
+    MessageView { height: auto; margin: 0 1 1 1; padding: 0 1; }
+    MessageView.user { border-left: thick $primary; }
+    MessageView.assistant { border-left: thick $success; }
+    MessageView.stopped { border-left: thick $warning; }
+    MessageView > Label { color: $text-muted; }
+    MessageView > Markdown { margin: 0; padding: 0; }
+    """
+
+    def __init__(self, role: str, content: str, *, message_id: int | None = None,
+                 stats: dict | None = None, status: str = "done"):
+        super().__init__(classes=role)
+        self.role = role
+        self.content = content
+        self.message_id = message_id
+        self.stats = stats
+        self.status = status
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._label(), id="role")
+        yield Markdown(self.content)
+
+    def on_mount(self) -> None:
+        self._refresh_meta()
+
+    def _label(self) -> str:
+        name = {"user": "You", "assistant": "Assistant", "system": "System"}.get(
+            self.role, self.role)
+        return name + ("  [stopped]" if self.status == "stopped" else "")
+
+    def _refresh_meta(self) -> None:
+        self.set_class(self.status == "stopped", "stopped")
+        if self.role == "assistant":
+            self.tooltip = stats_summary(self.stats)
+
+    @property
+    def body(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    async def append(self, text: str) -> None:
+        self.content += text
+        await self.body.append(text)
+
+    def finish(self, stats: dict | None, status: str) -> None:
+        self.stats, self.status = stats, status
+        self.query_one("#role", Label).update(self._label())
+        self._refresh_meta()

@@ -1,0 +1,1 @@
+"""Data files that ship with the app: the tri-gram corpus prior and the benchmark prompts."""

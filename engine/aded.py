@@ -1,0 +1,204 @@
+"""ADED: the tri-gram drafter, the MCTS tree and the cost-aware budget, wired into the
+Speculator interface the decode loop uses.
+
+The prior (corpus tri-grams tokenized with the loaded model's tokenizer) and the
+measured verification costs are cached under a cache dir keyed by the model file's
+identity, so a second start neither re-tokenizes the corpus nor re-measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.backend import LlamaBackend
+from engine.budget import MAX_TREE, AcceptanceModel, CostModel
+from engine.mcts import mcts_draft
+from engine.trigram import TrigramModel, prior_rows
+from engine.tree import DraftTree
+
+PRIOR_VERSION = 2
+UNIGRAM_TOP = 8
+STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supported
+
+
+def model_identity(backend: LlamaBackend) -> str:
+    """Name, size, mtime and the first MiB of the file: cheap, and changes with it."""
+    path = Path(backend.info.model_path)
+    st = path.stat()
+    h = hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def _corpus_identity(files: list[Path]) -> str:
+    h = hashlib.sha256(str(PRIOR_VERSION).encode())
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_prior(backend: LlamaBackend, files: list[Path], k: int):
+    chunks = []
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for part in text.split("\n\n\n"):  # documents are separated by two blank lines
+            if part.strip():
+                chunks.append(np.asarray(backend.tokenize(part.strip() + "\n"), np.int32))
+    tokens = np.concatenate(chunks) if chunks else np.zeros(3, np.int32)
+    return prior_rows(tokens, backend.n_vocab, k), int(len(tokens))
+
+
+def load_prior(backend: LlamaBackend, files: list[Path], cache: Path | None, k: int):
+    """The corpus prior rows, from the cache when it matches this model and corpus."""
+    path = None
+    if cache is not None:
+        path = cache / f"prior-{model_identity(backend)}-{_corpus_identity(files)}-k{k}.npz"
+        try:
+            with np.load(path) as z:
+                return (z["keys"], z["toks"], z["wts"], z["uni"]), int(z["n_tokens"])
+        except (OSError, KeyError, ValueError):
+            pass
+    (keys, toks, wts, uni), n_tokens = build_prior(backend, files, k)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=keys, toks=toks, wts=wts, uni=uni, n_tokens=n_tokens)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return (keys, toks, wts, uni), n_tokens
+
+
+class AdedSpeculator:
+    """Drafts a token tree per step and learns from every verified token."""
+
+    def __init__(self, vocab: int, cost: CostModel, *, max_mb: float = 64.0,
+                 n_sims: int = 150, max_depth: int = 8, c1: float = 1.5, c2: float = 8.0,
+                 max_nodes: int = MAX_TREE - 1):
+        self.model = TrigramModel(vocab, max_mb=max_mb)
+        self.cost = cost
+        self.accept = AcceptanceModel()
+        self.n_sims = n_sims
+        self.max_depth = max_depth
+        self.c1, self.c2 = c1, c2
+        self.max_nodes = max_nodes
+        self.learned: list[int] = []  # the token stream the model has learned from
+        self.prior_tokens = 0
+        self._step = 0
+        cap = MAX_TREE + 1
+        self._o_tok = np.zeros(cap, np.int32)
+        self._o_par = np.zeros(cap, np.int32)
+        self._o_dep = np.zeros(cap, np.int32)
+        self._o_pathp = np.zeros(cap, np.float64)
+        self._o_lev = np.zeros(cap, np.int32)
+        self._o_bkt = np.zeros(cap, np.int32)
+        self._uni_tok = np.zeros(UNIGRAM_TOP, np.int32)
+        self._uni_p = np.zeros(UNIGRAM_TOP, np.float64)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
+                    **kw) -> AdedSpeculator:
+        cost = None
+        cost_path = None
+        if cache is not None:
+            cost_path = cache / (f"cost-{model_identity(backend)}-t{backend.n_threads}"
+                                 f"-g{backend.info.gpu_layers}.json")
+            cost = CostModel.load(cost_path)
+        if cost is None:
+            cost = CostModel.measure(backend)
+            if cost_path is not None:
+                try:
+                    cost.save(cost_path)
+                except OSError:
+                    pass
+        spec = cls(backend.n_vocab, cost, **kw)
+        (keys, toks, wts, uni), spec.prior_tokens = load_prior(backend, corpus, cache,
+                                                              spec.model.k)
+        spec.model.load_rows(keys, toks, wts, uni)
+        spec._refresh_unigram()
+        return spec
+
+    @property
+    def table_mb(self) -> float:
+        return self.model.size_mb
+
+    def _refresh_unigram(self) -> None:
+        uni = self.model.uni
+        top = np.argpartition(-uni, UNIGRAM_TOP)[:UNIGRAM_TOP]
+        top = top[np.argsort(-uni[top])]
+        total = float(uni.sum()) or 1.0
+        self._uni_tok[:] = top
+        self._uni_p[:] = uni[top] / total
+
+    def snapshot(self) -> tuple:
+        """Everything learned so far (the benchmark replays a prompt from one state)."""
+        m = self.model
+        return (m.keys.copy(), m.toks.copy(), m.wts.copy(), m.totals.copy(), m.used.copy(),
+                m.uni.copy(), m.inc, self.accept.tried.copy(), self.accept.kept.copy(),
+                list(self.learned))
+
+    def restore(self, snap: tuple) -> None:
+        m = self.model
+        (keys, toks, wts, totals, used, uni, m.inc, tried, kept, learned) = snap
+        for dst, src in ((m.keys, keys), (m.toks, toks), (m.wts, wts), (m.totals, totals),
+                         (m.used, used), (m.uni, uni), (self.accept.tried, tried),
+                         (self.accept.kept, kept)):
+            dst[...] = src
+        self.accept.table = self.accept.kept / self.accept.tried
+        self.learned = list(learned)
+        self._refresh_unigram()
+
+    # -- Speculator interface -----------------------------------------------------------
+
+    def begin(self, prompt: list[int]) -> None:
+        """Learn the prompt's tri-grams, skipping what earlier turns already taught."""
+        same = 0
+        n = min(len(prompt), len(self.learned))
+        while same < n and prompt[same] == self.learned[same]:
+            same += 1
+        self.model.learn(np.asarray(prompt, np.int32), start=max(2, same))
+        self.learned = list(prompt)
+        self._refresh_unigram()
+
+    def propose(self, history: list[int], room: int) -> DraftTree:
+        a = history[-2] if len(history) >= 2 else -1
+        m = self.model
+        self._step += 1
+        n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok, self._uni_p,
+                       m.vocab, STRONG_ROW * m.inc, self.accept.table, a, history[-1],
+                       self.n_sims,
+                       self.max_depth, self.c1, self.c2, self._step, self.cost.cost,
+                       min(self.max_nodes, room - 1), self._o_tok, self._o_par,
+                       self._o_dep, self._o_pathp, self._o_lev, self._o_bkt)
+        self._last = (self._o_lev[:n].copy(), self._o_bkt[:n].copy())
+        return DraftTree(self._o_tok[:n].copy(), self._o_par[:n].copy(),
+                         self._o_dep[:n].copy(), self._o_pathp[:n].astype(np.float32))
+
+    def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
+              decode_s: float) -> None:
+        """Learn the newly verified tokens, the acceptance of this tree, and its cost."""
+        start = len(history) - n_new
+        self.model.learn(np.asarray(history[max(0, start - 2):], np.int32), start=2)
+        self.learned += history[start:]
+        self.cost.observe(len(tree), decode_s)
+        if self._last is not None and len(tree) > 1:
+            levels, buckets = self._last
+            self.accept.observe(tree.parents, levels, buckets,
+                                self._path(tree, history, kept, n_new))
+
+    @staticmethod
+    def _path(tree: DraftTree, history: list[int], kept: int, n_new: int) -> list[int]:
+        """Tree nodes on the accepted branch: follow the emitted tokens from the root."""
+        emitted = history[len(history) - n_new:]
+        path = [0]
+        for tok in emitted[: kept - 1]:
+            path.append(tree.child(path[-1], tok))
+        return path

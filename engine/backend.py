@@ -1,0 +1,389 @@
+"""A thin, typed owner of one llama.cpp model and context.
+
+Everything above this module speaks in NumPy arrays and Python ints; everything in it
+is the low-level llama-cpp-python API. The context is created with several sequences
+and a unified KV cache so that a whole draft tree can be verified in one llama_decode.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from engine.errors import DecodeError, ModelLoadError
+
+GGUF_MAGIC = b"GGUF"
+
+# llama.cpp logs through one global callback. We keep the recent lines (the loader's
+# "offloaded N/M layers" and the reason a load failed) and print only when verbose.
+_log_lines: collections.deque[str] = collections.deque(maxlen=400)
+_log_verbose = False
+_log_lock = threading.Lock()
+
+
+_LOG_DEBUG, _LOG_CONT = 4, 5
+_last_level = 0
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _last_level
+    if level != _LOG_CONT:
+        _last_level = level
+    if _log_verbose:
+        os.write(2, text)
+    if _last_level == _LOG_DEBUG:  # tens of thousands of lines per load: not kept
+        return
+    with _log_lock:
+        _log_lines.append(text.decode("utf-8", errors="replace"))
+
+
+llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+_backend_ready = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show llama.cpp's own log on stderr (hidden by default)."""
+    global _log_verbose
+    _log_verbose = verbose
+
+
+def _recent_log(pattern: str) -> list[re.Match]:
+    rx = re.compile(pattern)
+    with _log_lock:
+        return [m for line in _log_lines if (m := rx.search(line))]
+
+
+def check_gguf_file(path: Path) -> None:
+    """Fail with a readable message before llama.cpp sees a file it would choke on."""
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"not a GGUF model file: {path}")
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def compute_backend_name() -> str:
+    """Which ggml backend this build of llama.cpp runs on (CPU, CUDA, Metal, ...)."""
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    for name, key in (("CUDA", "CUDA"), ("Metal", "METAL"), ("Vulkan", "VULKAN"),
+                      ("ROCm", "HIP"), ("SYCL", "SYCL")):
+        if key in info.upper():
+            return name
+    return "CPU"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What the status bar and the benchmark report say about the running model."""
+
+    model_path: str
+    model_desc: str
+    model_bytes: int
+    n_vocab: int
+    n_ctx: int
+    n_layers: int
+    gpu_layers: int
+    compute: str
+    n_threads: int
+    partial_kv_removal: bool
+
+    @property
+    def offload(self) -> str:
+        if self.gpu_layers <= 0:
+            return f"{self.compute}"
+        return f"{self.compute} {self.gpu_layers}/{self.n_layers} layers"
+
+
+class LlamaBackend:
+    """One model, one context, one reusable batch, and the KV-memory operations.
+
+    `decode()` takes plain arrays (token, position, sequence membership, wants-logits)
+    so the tree verifier and the plain decoder share one code path.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        n_ctx: int = 4096,
+        n_gpu_layers: int | None = None,
+        n_seq_max: int = 16,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        global _backend_ready
+        set_verbose(verbose)
+        path = Path(model_path).expanduser()
+        check_gguf_file(path)
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+        if n_gpu_layers is None:
+            n_gpu_layers = 999 if gpu_offload_supported() else 0
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = int(n_gpu_layers)
+        # No repacked/AMX weight buffers: llama.cpp 0.3.36's AMX matmul segfaults on this
+        # machine's Sapphire Rapids CPU, and repacked layouts switch kernels between one
+        # token and a batch, which makes verification logits drift from plain decoding.
+        mparams.use_extra_bufts = False
+        with _log_lock:
+            _log_lines.clear()
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            reason = _recent_log(r"(error loading model: .*|failed to .*)")
+            detail = reason[-1].group(1).strip() if reason else "llama.cpp could not load it"
+            raise ModelLoadError(f"cannot load model {path}: {detail}")
+        self._model = model
+
+        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        cparams = llama_cpp.llama_context_default_params()
+        n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        cparams.n_ctx = int(min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx)
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max
+        cparams.kv_unified = True
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            self._model = None
+            raise ModelLoadError(f"cannot create a context for {path} (n_ctx={cparams.n_ctx})")
+        self._ctx = ctx
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.partial_kv_removal = not (
+            llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
+        )
+        self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._pieces: dict[int, bytes] = {}
+        self._eog = np.zeros(self.n_vocab, dtype=np.bool_)
+        for tok in range(self.n_vocab):
+            if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
+                self._eog[tok] = True
+        self._alloc_batch(n_batch, n_seq_max)
+
+        offloaded = _recent_log(r"offloaded (\d+)/(\d+) layers")
+        n_layers = int(llama_cpp.llama_model_n_layer(model))
+        gpu_layers = int(offloaded[-1].group(1)) if offloaded else 0
+        desc = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(model, desc, 256)
+        self.info = BackendInfo(
+            model_path=str(path),
+            model_desc=desc.value.decode("utf-8", errors="replace"),
+            model_bytes=int(llama_cpp.llama_model_size(model)),
+            n_vocab=self.n_vocab,
+            n_ctx=self.n_ctx,
+            n_layers=n_layers,
+            gpu_layers=min(gpu_layers, n_layers + 1),
+            compute=compute_backend_name() if gpu_layers > 0 else "CPU",
+            n_threads=self.n_threads,
+            partial_kv_removal=self.partial_kv_removal,
+        )
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None):
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_model", None):
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> LlamaBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        tmpl = llama_cpp.llama_model_chat_template(self._model, None)
+        return tmpl.decode("utf-8", errors="replace") if tmpl else None
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary's text of a token, special tokens included (for templates)."""
+        return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace")
+
+    # -- tokens -----------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, parse_special: bool = False) -> list[int]:
+        """Tokenize without adding BOS. User text must use parse_special=False so that
+        a pasted "<|im_end|>" stays literal text instead of becoming a control token."""
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, False, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), buf, cap, False, parse_special
+            )
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """Bytes of one token as generated text (special tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+        out = buf.raw[:n]
+        self._pieces[token] = out
+        return out
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._eog[token])
+
+    @property
+    def eog_mask(self) -> np.ndarray:
+        return self._eog
+
+    # -- decoding ---------------------------------------------------------------------
+
+    def _alloc_batch(self, cap: int, n_seq: int) -> None:
+        # A llama_batch built over NumPy buffers: filling it is slice assignment, not a
+        # Python loop over ctypes fields, which keeps the per-step host cost small.
+        self._b_tok = np.zeros(cap, dtype=np.int32)
+        self._b_pos = np.zeros(cap, dtype=np.int32)
+        self._b_nseq = np.zeros(cap, dtype=np.int32)
+        self._b_seq = np.zeros((cap, n_seq), dtype=np.int32)
+        self._b_logits = np.zeros(cap, dtype=np.int8)
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        row = self._b_seq.strides[0]
+        base = self._b_seq.ctypes.data
+        self._b_seq_ptrs = (i32p * cap)(*[ctypes.cast(base + i * row, i32p) for i in range(cap)])
+        self._batch = llama_cpp.llama_batch(
+            n_tokens=0,
+            token=self._b_tok.ctypes.data_as(i32p),
+            embd=None,
+            pos=self._b_pos.ctypes.data_as(i32p),
+            n_seq_id=self._b_nseq.ctypes.data_as(i32p),
+            seq_id=self._b_seq_ptrs,
+            logits=self._b_logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+        )
+        self._cap = cap
+
+    def decode(
+        self,
+        tokens: np.ndarray,
+        positions: np.ndarray,
+        *,
+        seq_ids: np.ndarray | None = None,
+        n_seq: np.ndarray | None = None,
+        logits: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Evaluate one batch; return the logits of the entries that asked for them,
+        as a (n_outputs, n_vocab) view valid until the next decode.
+
+        seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: seq 0).
+        """
+        n = len(tokens)
+        if n == 0 or n > self._cap:
+            raise ValueError(f"batch of {n} entries (capacity {self._cap})")
+        self._b_tok[:n] = tokens
+        self._b_pos[:n] = positions
+        if seq_ids is None:
+            self._b_nseq[:n] = 1
+            self._b_seq[:n, 0] = 0
+        else:
+            self._b_nseq[:n] = n_seq
+            self._b_seq[:n, : seq_ids.shape[1]] = seq_ids
+        if logits is None:
+            self._b_logits[:n] = 0
+            self._b_logits[n - 1] = 1
+        else:
+            self._b_logits[:n] = logits
+        self._batch.n_tokens = n
+        rc = llama_cpp.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
+            raise DecodeError(f"llama_decode failed: {what}")
+        n_out = int(self._b_logits[:n].sum())
+        ptr = llama_cpp.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
+
+    def prefill(self, tokens: list[int], start: int) -> np.ndarray:
+        """Evaluate tokens at positions start.. in sequence 0, in n_batch chunks;
+        return the logits of the last one (shape (1, n_vocab))."""
+        arr = np.asarray(tokens, dtype=np.int32)
+        out = None
+        for i in range(0, len(arr), self.n_batch):
+            chunk = arr[i : i + self.n_batch]
+            pos = np.arange(start + i, start + i + len(chunk), dtype=np.int32)
+            out = self.decode(chunk, pos)
+        assert out is not None
+        return out
+
+    @property
+    def ctx_ptr(self):
+        """The raw llama_context, for llama.cpp's sampler chain."""
+        return self._ctx
+
+    # -- KV memory --------------------------------------------------------------------
+
+    def kv_remove(self, seq: int, p0: int, p1: int = -1) -> bool:
+        return bool(llama_cpp.llama_memory_seq_rm(self._mem, seq, p0, p1))
+
+    def kv_copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def kv_keep(self, seq: int) -> None:
+        llama_cpp.llama_memory_seq_keep(self._mem, seq)
+
+    def kv_clear(self) -> None:
+        llama_cpp.llama_memory_clear(self._mem, True)

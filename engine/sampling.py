@@ -1,0 +1,91 @@
+"""Generation settings and llama.cpp's sampler chain.
+
+Plain and speculative decoding draw every token through the same chain, in the same
+order, one draw per emitted token: with the same seed and the same logits they emit the
+same tokens, which is what makes speculation lossless under sampling too.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+
+import llama_cpp
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None  # None: a fresh random seed per answer, recorded in stats
+    max_tokens: int = 512
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def with_seed(self) -> SamplingSettings:
+        """A copy with a concrete seed, so an answer can be reproduced from its record."""
+        if self.seed is not None:
+            return self
+        return replace(self, seed=random.randrange(1, 2**31 - 1))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Sampler:
+    """Owns one llama_sampler chain built from settings."""
+
+    settings: SamplingSettings
+    n_vocab: int
+    _chain: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        chain = llama_cpp.llama_sampler_chain_init(params)
+        add = llama_cpp.llama_sampler_chain_add
+        if s.repeat_penalty != 1.0:
+            add(chain, llama_cpp.llama_sampler_init_penalties(
+                self.n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0))
+        if s.greedy:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            if s.top_k > 0:
+                add(chain, llama_cpp.llama_sampler_init_top_k(s.top_k))
+            if s.top_p < 1.0:
+                add(chain, llama_cpp.llama_sampler_init_top_p(s.top_p, 1))
+            if s.min_p > 0.0:
+                add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
+            seed = s.seed if s.seed is not None else 0xFFFFFFFF
+            add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        self._chain = chain
+
+    def remember(self, tokens: list[int]) -> None:
+        """Feed prompt tokens to the repetition penalty's history."""
+        if self.settings.repeat_penalty != 1.0:
+            for t in tokens[-self.settings.repeat_last_n:]:
+                llama_cpp.llama_sampler_accept(self._chain, t)
+
+    def sample(self, ctx, index: int) -> int:
+        """Draw from the logits of batch output `index` and record the token."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass

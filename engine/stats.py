@@ -1,0 +1,92 @@
+"""Statistics as plain data; formatting belongs to whoever shows them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StepStats:
+    """One verification step: the tree it drafted and what the model kept."""
+
+    emitted: int  # tokens this step added to the answer (accepted + the model's own)
+    drafted: int  # draft nodes in the tree (the root excluded)
+    accepted: int  # draft tokens the model agreed with
+    decode_s: float  # time inside llama_decode
+    host_s: float  # everything else in the step: drafting, learning, sampling, KV edits
+
+
+@dataclass
+class AnswerStats:
+    """One answer, from the prompt to the last token; stored with the message."""
+
+    speculative: bool = False
+    fallback: str | None = None  # why speculation was off for this answer, if it was
+    prompt_tokens: int = 0
+    prompt_evaluated: int = 0  # the part not reused from the KV cache
+    prompt_s: float = 0.0
+    tokens: int = 0
+    decode_s: float = 0.0  # wall time of the decode phase (first token to last)
+    steps: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    llama_decode_s: float = 0.0
+    host_s: float = 0.0
+    host_s_per_step: list[float] = field(default_factory=list, repr=False)
+    finish_reason: str = ""
+    dropped_turns: int = 0
+    seed: int | None = None
+    trigram_mb: float = 0.0
+    plain_tokens_per_s: float | None = None  # calibrated plain rate, for the speedup figure
+    tree_nodes_last: int = 0
+
+    def add_step(self, step: StepStats) -> None:
+        self.steps += 1
+        self.tokens += step.emitted
+        self.drafted += step.drafted
+        self.accepted += step.accepted
+        self.llama_decode_s += step.decode_s
+        self.host_s += step.host_s
+        self.host_s_per_step.append(step.host_s)
+        self.tree_nodes_last = step.drafted
+
+    @property
+    def tokens_per_s(self) -> float:
+        # The first token comes from the prompt's logits; the decode phase makes the rest.
+        return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def prompt_tokens_per_s(self) -> float:
+        return self.prompt_evaluated / self.prompt_s if self.prompt_s > 0 else 0.0
+
+    @property
+    def tokens_per_step(self) -> float:
+        return (self.tokens - 1) / self.steps if self.steps else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def median_host_ms(self) -> float:
+        xs = sorted(self.host_s_per_step)
+        return 1000.0 * xs[len(xs) // 2] if xs else 0.0
+
+    @property
+    def speedup(self) -> float | None:
+        if not self.plain_tokens_per_s or not self.tokens_per_s:
+            return None
+        return self.tokens_per_s / self.plain_tokens_per_s
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("host_s_per_step")
+        d.update(
+            tokens_per_s=self.tokens_per_s,
+            prompt_tokens_per_s=self.prompt_tokens_per_s,
+            tokens_per_step=self.tokens_per_step,
+            acceptance_rate=self.acceptance_rate,
+            median_host_ms=self.median_host_ms,
+            speedup=self.speedup,
+        )
+        return d

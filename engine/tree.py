@@ -1,0 +1,94 @@
+"""The draft tree: plain data between the drafter and the verifier.
+
+Node 0 is the root: the newest token the model chose, not yet in the KV cache. Every
+other node is a drafted token whose parent comes before it. The verifier needs, for each
+node, the KV sequences it belongs to: one sequence per leaf, a node in the sequences of
+every leaf below it, so each branch attends only to its own ancestors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DraftTree:
+    tokens: np.ndarray  # int32 [n]
+    parents: np.ndarray  # int32 [n], -1 for the root
+    depths: np.ndarray  # int32 [n], 0 for the root
+    probs: np.ndarray  # float32 [n], drafter's probability that the path to the node is kept
+    _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._children = {(int(p), int(t)): i for i, (p, t) in
+                          enumerate(zip(self.parents, self.tokens)) if p >= 0}
+
+    @classmethod
+    def root_only(cls, token: int) -> DraftTree:
+        return cls(np.array([token], np.int32), np.array([-1], np.int32),
+                   np.zeros(1, np.int32), np.ones(1, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def child(self, node: int, token: int) -> int:
+        """Index of node's child holding token, or -1."""
+        return self._children.get((node, token), -1)
+
+    def check(self) -> None:
+        """Invariants every drafter must keep (used by tests)."""
+        n = len(self)
+        assert self.parents[0] == -1 and self.depths[0] == 0
+        for i in range(1, n):
+            p = int(self.parents[i])
+            assert 0 <= p < i, "parents come before children"
+            assert self.depths[i] == self.depths[p] + 1
+        assert len(self._children) == n - 1, "siblings hold distinct tokens"
+
+    def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(seq_ids [n, L], n_seq [n], leaf_seq [n]): KV sequence membership per node,
+        one sequence per leaf; leaf_seq[i] is one sequence that passes through node i."""
+        n = len(self)
+        has_child = np.zeros(n, np.bool_)
+        has_child[self.parents[1:]] = True
+        leaves = np.flatnonzero(~has_child)
+        member = np.zeros((n, len(leaves)), np.bool_)
+        for s, leaf in enumerate(leaves):
+            node = int(leaf)
+            while node >= 0:
+                member[node, s] = True
+                node = int(self.parents[node])
+        n_seq = member.sum(axis=1).astype(np.int32)
+        seq_ids = np.argsort(~member, axis=1, kind="stable").astype(np.int32)
+        return seq_ids, n_seq, seq_ids[:, 0].copy()
+
+
+def accept_walk(
+    tree: DraftTree,
+    sample_at: Callable[[int], int],
+    is_stop: Callable[[int], bool],
+    max_emit: int,
+) -> tuple[list[int], list[int]]:
+    """Walk from the root, drawing the model's token at each node and descending while a
+    child holds it. Returns (emitted tokens, path of nodes whose tokens are now verified).
+
+    Every emitted token is the model's own draw at its verification logits, so the text
+    is what plain decoding draws from the same logits and sampler state.
+    """
+    node = 0
+    emitted: list[int] = []
+    path = [0]
+    while len(emitted) < max_emit:
+        tok = sample_at(node)
+        emitted.append(tok)
+        if is_stop(tok):
+            break
+        nxt = tree.child(node, tok)
+        if nxt < 0 or len(emitted) >= max_emit:
+            break
+        node = nxt
+        path.append(nxt)
+    return emitted, path

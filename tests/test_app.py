@@ -1,0 +1,177 @@
+"""The Textual app driven with Pilot, on the real embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from aded_chat.app import ChatApp
+from aded_chat.config import Config
+from aded_chat.runtime import open_session
+from aded_chat.store import Store
+from aded_chat.widgets.message import MessageView
+from aded_chat.widgets.prompt_input import PromptInput
+from aded_chat.widgets.stats_bar import StatsBar
+
+pytestmark = pytest.mark.model
+
+CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_tokens=48))
+
+
+@pytest.fixture(scope="module")
+def session():
+    s = open_session(CFG)
+    yield s
+    s.backend.close()
+
+
+def make_app(db: Path, session, **kw) -> ChatApp:
+    return ChatApp(CFG, store=Store(db), session=session, **kw)
+
+
+async def wait_until(pilot, cond, timeout=60.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting")
+        await pilot.pause(0.05)
+
+
+async def send(pilot, app, text):
+    prompt = app.query_one(PromptInput)
+    prompt.text = text
+    prompt.focus()
+    await pilot.press("enter")
+
+
+def bar_text(app) -> str:
+    return str(app.query_one(StatsBar).query_one("#stats-text").render())
+
+
+async def test_send_streams_an_answer_with_stats(tmp_path, session):
+    app = make_app(tmp_path / "c.db", session)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "Say hello")
+        await wait_until(pilot, lambda: app.generating)
+        await wait_until(pilot, lambda: not app.generating)
+        await pilot.pause(0.1)
+        views = list(app.query(MessageView))
+        assert [v.role for v in views] == ["user", "assistant"]
+        assert views[1].content.strip()
+        assert "tok/s" in bar_text(app)
+        stored = app.store.messages(app.conv.id)
+        assert stored[1].status == "done" and stored[1].stats["tokens"] > 0
+        assert app.conv.title == "Say hello"
+
+
+async def test_stop_keeps_the_partial_answer_and_restart_finds_it(tmp_path, session):
+    db = tmp_path / "c.db"
+    app = make_app(db, session)
+    long = Config(generation=CFG.generation.__class__(temperature=0.0, max_tokens=400))
+    app.cfg = long
+    async with app.run_test() as pilot:
+        await send(pilot, app, "Count from 1 to 300, one number per line.")
+        await wait_until(pilot, lambda: app._streaming is not None
+                         and len(app._streaming.content) > 10)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.generating)
+        cid = app.conv.id
+        stored = app.store.messages(cid)
+        assert stored[-1].status == "stopped" and stored[-1].content
+        assert stored[-1].stats["finish_reason"] == "cancelled"
+        partial = stored[-1].content
+        app.store.close()
+    app2 = make_app(db, session)
+    async with app2.run_test() as pilot:
+        await pilot.pause(0.2)
+        assert app2.conv.id == cid
+        views = list(app2.query(MessageView))
+        assert views[-1].content == partial and views[-1].status == "stopped"
+
+
+async def test_switch_and_delete_with_confirmation(tmp_path, session):
+    store = Store(tmp_path / "c.db")
+    a = store.create_conversation("first")
+    store.add_message(a.id, "user", "question A")
+    b = store.create_conversation("second")
+    store.add_message(b.id, "user", "question B")
+    store.close()
+    app = make_app(tmp_path / "c.db", session)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.2)
+        assert app.conv.id == b.id  # newest first
+        sidebar = app.query_one("#sidebar")
+        sidebar.focus()
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: app.conv.id == a.id)
+        await pilot.pause(0.1)
+        assert [v.content for v in app.query(MessageView)] == ["question A"]
+        await pilot.press("ctrl+d")
+        await pilot.pause(0.1)
+        await pilot.press("n")  # declined: nothing deleted
+        await pilot.pause(0.1)
+        assert len(app.store.conversations()) == 2
+        await pilot.press("ctrl+d")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(app.store.conversations()) == 1)
+        assert app.store.conversations()[0].id == b.id
+
+
+async def test_empty_and_huge_messages_do_not_crash(tmp_path, session):
+    app = make_app(tmp_path / "c.db", session)
+    async with app.run_test() as pilot:
+        await send(pilot, app, "   ")
+        await pilot.pause(0.1)
+        assert app.store.messages(app.conv.id) == []
+        await send(pilot, app, "x" * 100_000)
+        await wait_until(pilot, lambda: not app.generating, timeout=120)
+        await pilot.pause(0.1)
+        stored = app.store.messages(app.conv.id)
+        assert stored[0].role == "user" and len(stored[0].content) == 100_000
+        assert stored[-1].role == "assistant" and stored[-1].status == "stopped"
+        assert app.is_running
+
+
+def test_corrupt_database_is_moved_aside(tmp_path):
+    db = tmp_path / "c.db"
+    db.write_bytes(b"this is not a database" * 100)
+    store = Store(db)
+    assert store.recovered_from is not None and store.recovered_from.exists()
+    assert store.conversations() == []
+    store.close()
+
+
+async def test_export_and_help(tmp_path, session):
+    store = Store(tmp_path / "c.db")
+    c = store.create_conversation("export me")
+    store.add_message(c.id, "user", "hi")
+    store.add_message(c.id, "assistant", "```python\nprint(1)\n```", stats={"tokens": 3})
+    store.close()
+    app = make_app(tmp_path / "c.db", session)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.1)
+        path = app.export_markdown()
+        text = path.read_text()
+        assert "# export me" in text and "print(1)" in text
+        await pilot.press("f1")
+        await pilot.pause(0.1)
+        assert app.screen.__class__.__name__ == "HelpScreen"
+
+
+def test_main_screen_snapshot(snap_compare, tmp_path, session):
+    store = Store(tmp_path / "c.db")
+    c = store.create_conversation("Snapshot")
+    store.add_message(c.id, "user", "What is 2 + 2?")
+    store.add_message(c.id, "assistant", "2 + 2 = **4**.\n\n```python\nprint(2 + 2)\n```")
+    store.close()
+    app = make_app(tmp_path / "c.db", session)
+    assert snap_compare(app, terminal_size=(100, 30))
+
+
+def test_help_screen_snapshot(snap_compare, tmp_path, session):
+    app = make_app(tmp_path / "c.db", session)
+    assert snap_compare(app, press=["f1"], terminal_size=(100, 40))

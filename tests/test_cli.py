@@ -1,0 +1,95 @@
+"""The command line as a person uses it: one clear line and exit 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "aded_chat"]
+
+
+def run(*args, stdin: str | None = None, env: dict | None = None):
+    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(r, needle: str):
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0]
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and "aded-chat" in r.stdout
+    r = run("--help")
+    assert r.returncode == 0 and "ask" in r.stdout and "bench" in r.stdout
+
+
+def test_unknown_flag():
+    assert_one_line_error(run("--bogus"), "unrecognized arguments")
+
+
+def test_missing_model(tmp_path):
+    assert_one_line_error(run("ask", "--model", str(tmp_path / "nope.gguf"), "hi"),
+                          "model file not found")
+
+
+def test_not_a_gguf(tmp_path):
+    p = tmp_path / "notes.gguf"
+    p.write_text("hello")
+    assert_one_line_error(run("ask", "--model", str(p), "hi"), "not a GGUF")
+
+
+def test_corrupt_gguf(tmp_path):
+    p = tmp_path / "broken.gguf"
+    p.write_bytes(b"GGUF" + os.urandom(4096))
+    assert_one_line_error(run("ask", "--model", str(p), "hi"), "cannot load model")
+
+
+def test_empty_prompt():
+    assert_one_line_error(run("ask", "   "), "empty prompt")
+    assert_one_line_error(run("ask", "-", stdin=""), "empty prompt")
+
+
+def test_bad_config_names_the_line(tmp_path):
+    cfg = tmp_path / "aded-chat"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text("n_ctx = 4096\nspeculative = yes\n")
+    r = run("models", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert_one_line_error(r, "line 2")
+
+
+@pytest.mark.model
+def test_models_lists_the_embedded_model():
+    r = run("models")
+    assert r.returncode == 0
+    assert "SmolLM2-135M-Instruct" in r.stdout
+
+
+@pytest.mark.model
+def test_ask_streams_an_answer_and_a_stats_line():
+    r = run("ask", "--max-tokens", "24", "Say hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    assert "tok/s" in r.stderr and "prompt" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.model
+def test_ask_json_from_stdin_is_deterministic_when_greedy():
+    outs = []
+    for _ in range(2):
+        r = run("ask", "--json", "--temperature", "0", "--max-tokens", "24", "-",
+                stdin="Name three colours.")
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert outs[0]["text"] == outs[1]["text"] and outs[0]["text"]
+    stats = outs[0]["stats"]
+    assert stats["tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["prompt_tokens"] > 0

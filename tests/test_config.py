@@ -1,0 +1,36 @@
+"""TOML config: flags win, a broken file names its line."""
+
+import pytest
+
+from aded_chat.config import Config, ConfigError, load_config
+
+
+def test_missing_file_gives_defaults(tmp_path):
+    assert load_config(tmp_path / "none.toml") == Config()
+
+
+def test_values_are_read(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('n_ctx = 2048\nspeculative = false\n[generation]\ntemperature = 1\nseed = 7\n')
+    cfg = load_config(p)
+    assert cfg.n_ctx == 2048 and cfg.speculative is False
+    assert cfg.generation.temperature == 1.0 and cfg.generation.seed == 7
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('n_ctx = 2048\ntheme = "x\n')
+    with pytest.raises(ConfigError, match="line 2"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("colour = 1\n", "unknown key colour"),
+    ("n_ctx = 'big'\n", "n_ctx"),
+    ("[generation]\ntop_q = 1\n", "top_q"),
+])
+def test_bad_keys_and_types(tmp_path, text, needle):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(p)

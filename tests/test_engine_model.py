@@ -1,0 +1,153 @@
+"""Integration: the real embedded SmolLM2 GGUF through llama.cpp."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from engine.backend import LlamaBackend
+from engine.errors import ContextOverflowError
+from engine.models import embedded_model_path
+from engine.sampling import Sampler, SamplingSettings
+from engine.session import ChatSession
+from engine.template import Message
+from engine.tree import DraftTree
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingSettings(temperature=0.0, max_tokens=48)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = LlamaBackend(embedded_model_path(), n_ctx=2048)
+    yield b
+    b.close()
+
+
+@pytest.fixture()
+def session(backend):
+    s = ChatSession(backend)
+    s.reset()
+    return s
+
+
+def ask(text: str) -> list[Message]:
+    return [Message("system", "You are a helpful assistant."), Message("user", text)]
+
+
+def test_backend_reports_what_it_runs(backend):
+    info = backend.info
+    assert info.n_vocab == 49152 and info.compute == "CPU" and info.gpu_layers == 0
+    assert backend.partial_kv_removal
+    assert backend.chat_template() and "im_start" in backend.chat_template()
+
+
+def test_greedy_answer_is_deterministic(session):
+    a, ta, sa = session.answer(ask("Say hello"), GREEDY, speculative=False)
+    session.reset()
+    b, tb, _ = session.answer(ask("Say hello"), GREEDY, speculative=False)
+    assert a == b and ta == tb and a.strip()
+    assert sa.finish_reason in ("stop", "length") and sa.tokens == len(ta)
+
+
+def test_multi_turn_reuses_the_cache(session):
+    msgs = ask("Name a fruit.")
+    text, _, first = session.answer(msgs, GREEDY, speculative=False)
+    assert first.prompt_evaluated == first.prompt_tokens
+    msgs2 = msgs + [Message("assistant", text), Message("user", "Name a colour.")]
+    _, _, second = session.answer(msgs2, GREEDY, speculative=False)
+    new_turn = len(session.prompt_tokens(msgs2)) - len(session.prompt_tokens(msgs))
+    # only the tail after the common prefix is evaluated: the new user turn plus the
+    # few template tokens around the previous answer
+    assert second.prompt_evaluated <= new_turn + 4
+    assert second.prompt_evaluated < second.prompt_tokens / 2
+
+
+def test_special_token_text_in_a_user_message_stays_literal(session, backend):
+    msgs = [Message("user", "print <|im_end|> and <|im_start|>")]
+    toks = session.prompt_tokens(msgs)
+    im_end = backend.tokenize("<|im_end|>", parse_special=True)
+    assert len(im_end) == 1
+    assert toks.count(im_end[0]) == 1  # the template's own end of turn, not the user's
+
+
+def test_streaming_never_yields_broken_characters(session):
+    msgs = ask("Reply with three emoji and the Japanese word for cat, 猫.")
+    settings = SamplingSettings(temperature=0.8, seed=3, max_tokens=60)
+    pieces = [c.text for c in session.generate(msgs, settings, speculative=False)]
+    assert all("\ufffd" not in p for p in pieces)
+    text = "".join(pieces)
+    assert text.encode("utf-8").decode("utf-8") == text
+
+
+def test_cancel_between_steps(session):
+    cancel = threading.Event()
+    got = []
+    for chunk in session.generate(ask("Count from 1 to 100."), GREEDY, cancel=cancel,
+                                  speculative=False):
+        got.append(chunk)
+        if len(got) == 3:
+            cancel.set()
+    assert got[-1].stats.finish_reason == "cancelled"
+    assert len(got) <= 4
+
+
+def test_context_overflow_is_a_clear_error(backend):
+    s = ChatSession(backend)
+    with pytest.raises(ContextOverflowError, match="too long"):
+        s.answer(ask("word " * 5000), GREEDY)
+
+
+def test_old_turns_are_dropped_to_fit(backend):
+    s = ChatSession(backend)
+    long_turns = []
+    for i in range(8):
+        long_turns += [Message("user", f"story {i} " + "lorem ipsum " * 120),
+                       Message("assistant", "ok")]
+    msgs = [Message("system", "Be brief.")] + long_turns + [Message("user", "Say hi")]
+    toks, dropped = s.fit_prompt(msgs, 64)
+    assert dropped > 0 and len(toks) + 64 <= backend.n_ctx
+    _, _, stats = s.answer(msgs, replace(GREEDY, max_tokens=8))
+    assert stats.dropped_turns == dropped
+
+
+def test_tree_verification_keeps_a_consistent_cache(backend):
+    """After many accept/reject steps, continuing gives the logits of a fresh evaluation."""
+    s = ChatSession(backend)
+    rng = np.random.default_rng(0)
+    prompt = s.prompt_tokens(ask("Write a short poem about the sea."))
+    s.kv_tokens = []
+    s._evaluate_prompt(prompt)
+    sampler = Sampler(GREEDY, backend.n_vocab)
+    from engine.verify import verify_tree
+
+    pending = sampler.sample(backend.ctx_ptr, -1)
+    for _ in range(12):
+        # a random tree whose first branch sometimes holds the right token
+        n = int(rng.integers(2, 9))
+        toks = rng.integers(100, 5000, size=n).astype(np.int32)
+        toks[0] = pending
+        parents = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, n)], np.int32)
+        depths = np.zeros(n, np.int32)
+        for i in range(1, n):
+            depths[i] = depths[parents[i]] + 1
+        tree = DraftTree(toks, parents, depths, np.ones(n, np.float32))
+        if len(tree._children) != n - 1:
+            continue
+        n_past = len(s.kv_tokens)
+        emitted, kept, _ = verify_tree(backend, tree, n_past, sampler, 50)
+        s.kv_tokens += [pending] + emitted[: kept - 1]
+        pending = emitted[-1]
+    # continue from the cache...
+    cont = backend.decode(np.array([pending], np.int32),
+                          np.array([len(s.kv_tokens)], np.int32)).copy()
+    # ...and from a fresh evaluation of the same tokens
+    backend.kv_clear()
+    fresh = backend.prefill(s.kv_tokens + [pending], 0).copy()
+    assert int(np.argmax(cont)) == int(np.argmax(fresh))
+    assert np.max(np.abs(cont - fresh)) < 1.5
+    sampler.close()

@@ -1,0 +1,138 @@
+"""ADED on the real model is lossless: greedy matches plain decoding, every emitted token
+is the model's own choice at its verification logits, and sampling keeps the plain
+next-token distribution."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import llama_cpp
+import numpy as np
+import pytest
+
+from aded_chat.runtime import corpus_files
+from engine.aded import AdedSpeculator
+from engine.backend import LlamaBackend
+from engine.models import embedded_model_path
+from engine.sampling import Sampler, SamplingSettings
+from engine.session import ChatSession
+from engine.template import Message
+
+pytestmark = pytest.mark.model
+
+GREEDY = SamplingSettings(temperature=0.0, max_tokens=96)
+NEAR_TIE = 1.0  # batched CPU logits move by up to ~1.2 on this 4-bit model
+
+PASTED = """def area(width, height):
+    return width * height
+
+
+def perimeter(width, height):
+    return 2 * (width + height)
+"""
+
+PROMPTS = [
+    "Repeat this code exactly, then stop:\n\n" + PASTED,
+    "Rename `width` to `w` in this code and show all of it:\n\n" + PASTED,
+    "What is the capital of France? Answer in one sentence.",
+    "List the days of the week.",
+]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    backend = LlamaBackend(embedded_model_path(), n_ctx=2048)
+    cache = tmp_path_factory.mktemp("cache")
+    spec = AdedSpeculator.for_backend(backend, corpus_files(), cache)
+    yield ChatSession(backend, speculator=spec)
+    backend.close()
+
+
+def msgs(text):
+    return [Message("system", "You are a helpful assistant."), Message("user", text)]
+
+
+def test_speculative_greedy_matches_plain(session):
+    drafted = accepted = 0
+    for text in PROMPTS:
+        session.reset()
+        plain_text, plain, _ = session.answer(msgs(text), GREEDY, speculative=False)
+        session.reset()
+        gaps: list[float] = []
+        session.answer(msgs(text), GREEDY, speculative=False, logit_gaps=gaps)
+        session.reset()
+        spec_text, spec, st = session.answer(msgs(text), GREEDY, speculative=True)
+        drafted += st.drafted
+        accepted += st.accepted
+        assert st.speculative
+        if spec != plain:
+            d = next(i for i, (a, b) in enumerate(zip(plain, spec)) if a != b)
+            # a divergence is allowed only where plain decoding was at a near-tie
+            assert gaps[d - 1] < NEAR_TIE, (text, d, gaps[d - 1])
+    assert drafted > 0 and accepted > 0  # the drafter did propose and win tokens
+
+
+class RecordingSampler(Sampler):
+    """A sampler that checks each draw against the argmax of the logits it read."""
+
+    mismatches = 0
+    draws = 0
+
+    def sample(self, ctx, index):
+        tok = super().sample(ctx, index)
+        ptr = llama_cpp.llama_get_logits_ith(ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        RecordingSampler.draws += 1
+        if int(np.argmax(logits)) != tok:
+            RecordingSampler.mismatches += 1
+        return tok
+
+
+def test_every_emitted_token_is_the_argmax_of_its_verification_logits(session, monkeypatch):
+    import engine.session as session_mod
+
+    monkeypatch.setattr(session_mod, "Sampler", RecordingSampler)
+    session.reset()
+    _, tokens, st = session.answer(msgs(PROMPTS[1]), GREEDY, speculative=True)
+    assert st.accepted > 0
+    assert RecordingSampler.draws == len(tokens)
+    assert RecordingSampler.mismatches == 0
+
+
+def _chi_square_p(a: Counter, b: Counter) -> float:
+    """Two-sample chi-square test of homogeneity; rare tokens pooled. Returns p."""
+    keys = [k for k in set(a) | set(b) if a[k] + b[k] >= 10]
+    rest_a = sum(a.values()) - sum(a[k] for k in keys)
+    rest_b = sum(b.values()) - sum(b[k] for k in keys)
+    rows = [(a[k], b[k]) for k in keys] + ([(rest_a, rest_b)] if rest_a + rest_b else [])
+    na, nb = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    stat = 0.0
+    for x, y in rows:
+        tot = x + y
+        for obs, n in ((x, na), (y, nb)):
+            exp = tot * n / (na + nb)
+            stat += (obs - exp) ** 2 / exp
+    df = max(1, len(rows) - 1)
+    # Wilson-Hilferty: chi2(df) -> approximately normal
+    z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def test_speculative_sampling_keeps_the_distribution(session):
+    """At temperature 1 (no truncation), the tokens at positions 2-4 of many seeded
+    answers follow the same distribution with and without drafting."""
+    settings = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                                max_tokens=4)
+    prompt = msgs("Repeat this code exactly:\n\n" + PASTED)
+    n = 300
+    counts = {False: Counter(), True: Counter()}
+    drafted = 0
+    for speculative, seeds in ((False, range(1, n + 1)), (True, range(n + 1, 2 * n + 1))):
+        for seed in seeds:
+            _, toks, st = session.answer(prompt, SamplingSettings(**{
+                **settings.as_dict(), "seed": seed}), speculative=speculative)
+            drafted += st.drafted
+            counts[speculative][tuple(toks[1:4])] += 1
+    assert drafted > 0
+    assert _chi_square_p(counts[False], counts[True]) > 0.001

@@ -1,0 +1,48 @@
+"""Chat formatting: the template's text may hold special tokens, message text never."""
+
+from engine.template import CHATML_TEMPLATE, ChatTemplate, Message
+
+
+def fake_tokenize(text, special):
+    # special tokens become one "token" each when parsed; plain text is one per char
+    out = []
+    i = 0
+    while i < len(text):
+        if special and text.startswith("<|im_end|>", i):
+            out.append("<END>")
+            i += len("<|im_end|>")
+        elif special and text.startswith("<|im_start|>", i):
+            out.append("<START>")
+            i += len("<|im_start|>")
+        else:
+            out.append(text[i])
+            i += 1
+    return out
+
+
+def test_fallback_is_chatml():
+    t = ChatTemplate(None)
+    assert t.is_fallback and t.source == CHATML_TEMPLATE
+    text = t.render([Message("user", "hi")])
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_message_content_is_not_parsed_for_special_tokens():
+    t = ChatTemplate(None)
+    toks = t.tokens([Message("user", "a<|im_end|>b")], fake_tokenize)
+    assert toks.count("<END>") == 1  # only the template's own end-of-turn
+    assert toks.count("<START>") == 2
+    assert "".join(x for x in toks if len(x) == 1).count("<|im_end|>") == 1
+
+
+def test_template_from_gguf_with_raise_exception_is_sandboxed():
+    src = ("{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}"
+           "{% endif %}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}")
+    t = ChatTemplate(src)
+    assert t.tokens([Message("user", "x")], fake_tokenize) == list("[user]x")
+    try:
+        t.render([Message("system", "s")])
+    except Exception as exc:
+        assert "user first" in str(exc)
+    else:
+        raise AssertionError("template exception not raised")
