@@ -83,14 +83,28 @@ class PromptLookup:
     own plain decoding must match) and with LlamaPromptLookupDecoding as documented."""
 
     def __init__(self, model_path: str, n_ctx: int, n_threads: int, n_gpu_layers: int):
+        import llama_cpp.llama_cpp as low
         from llama_cpp import Llama
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
         kw = dict(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads,
                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
-        self.plain = Llama(**kw)
-        self.pld = Llama(**kw, draft_model=LlamaPromptLookupDecoding(
-            num_pred_tokens=PLD_DRAFT_TOKENS))
+        # Same weight layout as our backend (no repacked/AMX buffers: see engine.backend);
+        # the high-level Llama has no option for it, so its defaults are patched here.
+        default = low.llama_model_default_params
+
+        def params():
+            p = default()
+            p.use_extra_bufts = False
+            return p
+
+        low.llama_model_default_params = params
+        try:
+            self.plain = Llama(**kw)
+            self.pld = Llama(**kw, draft_model=LlamaPromptLookupDecoding(
+                num_pred_tokens=PLD_DRAFT_TOKENS))
+        finally:
+            low.llama_model_default_params = default
 
     @staticmethod
     def run(llm, messages: list[Message], settings: SamplingSettings) -> dict:

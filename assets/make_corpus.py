@@ -36,9 +36,9 @@ CODE_TEMPLATES = ["Write a Python function that {}.",
 def main() -> None:
     backend = LlamaBackend(embedded_model_path(), n_ctx=2048)
     session = ChatSession(backend)
-    prompts = [t.format(x) for x in TOPICS for t in TEMPLATES]
-    prompts += [t.format(x) for x in TASKS for t in CODE_TEMPLATES]
-    settings = SamplingSettings(temperature=0.0, max_tokens=300)
+    prompts = [t.format(x) for i, x in enumerate(TOPICS) for t in TEMPLATES[i % 2::2]]
+    prompts += [CODE_TEMPLATES[i % 2].format(x) for i, x in enumerate(TASKS)]
+    settings = SamplingSettings(temperature=0.0, max_tokens=256)
     out = []
     for i, p in enumerate(prompts):
         msgs = [Message("system", "You are a helpful assistant."), Message("user", p)]

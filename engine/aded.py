@@ -22,6 +22,7 @@ from engine.tree import DraftTree
 
 PRIOR_VERSION = 2
 UNIGRAM_TOP = 8
+PRIOR_MASS = 0.6  # of one online observation
 STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supported
 
 
@@ -122,7 +123,9 @@ class AdedSpeculator:
         spec = cls(backend.n_vocab, cost, **kw)
         (keys, toks, wts, uni), spec.prior_tokens = load_prior(backend, corpus, cache,
                                                               spec.model.k)
-        spec.model.load_rows(keys, toks, wts, uni)
+        # The corpus says what text looks like; the conversation says what this text is:
+        # a prior row weighs about half of one token seen in this conversation.
+        spec.model.load_rows(keys, toks, wts, uni, mass=PRIOR_MASS * spec.model.inc)
         spec._refresh_unigram()
         return spec
 

@@ -16,7 +16,7 @@ from engine.backend import LlamaBackend
 from engine.mcts import N_BUCKETS, N_LEVELS
 
 MAX_TREE = 32  # tokens in one verification batch, root included
-PROBE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+PROBE_SIZES = (1, 2, 4, 8, 16, 32)
 
 
 class CostModel:
@@ -28,13 +28,27 @@ class CostModel:
 
     @classmethod
     def from_probes(cls, sizes: list[int], seconds: list[float]) -> CostModel:
-        n = np.arange(MAX_TREE + 2)
-        interp = np.interp(n, sizes, seconds)
-        interp[0] = seconds[0]
-        return cls(np.maximum.accumulate(interp))
+        """One token costs what it measured; batches of two or more follow a line
+        a + b*n fitted by Theil-Sen (the median of pairwise slopes), so one probe hit by a
+        stall of a shared machine cannot bend the table. (On a CPU the step from one token
+        to two is larger than the slope after it: one line through all would hide it.)"""
+        one = float(seconds[list(sizes).index(1)])
+        pts = [(n, s) for n, s in zip(sizes, seconds) if n >= 2]
+        x = np.array([p[0] for p in pts], dtype=np.float64)
+        y = np.array([p[1] for p in pts], dtype=np.float64)
+        n = np.arange(MAX_TREE + 2, dtype=np.float64)
+        if len(x) >= 2:
+            i, j = np.triu_indices(len(x), k=1)
+            slope = max(0.0, float(np.median((y[j] - y[i]) / (x[j] - x[i]))))
+            cost = float(np.median(y - slope * x)) + slope * n
+        else:
+            cost = np.full(len(n), y[0] if len(y) else one)
+        cost = np.maximum(cost, one)
+        cost[:2] = one
+        return cls(cost)
 
     @classmethod
-    def measure(cls, backend: LlamaBackend, context: int = 128, reps: int = 5) -> CostModel:
+    def measure(cls, backend: LlamaBackend, context: int = 128, reps: int = 4) -> CostModel:
         """Time decodes of each probe size after a short context. The minimum of reps:
         stalls from a shared machine hit any batch size alike and are not its cost."""
         backend.kv_clear()

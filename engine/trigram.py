@@ -196,7 +196,11 @@ class TrigramModel:
         self.evictions += 1
 
     def load_rows(self, row_keys: np.ndarray, row_toks: np.ndarray, row_wts: np.ndarray,
-                  unigram: np.ndarray) -> None:
+                  unigram: np.ndarray, mass: float = 1.0) -> None:
+        """Bulk-load normalised rows, each given `mass` (in units of learned weight)."""
+        if mass != 1.0:
+            row_wts = row_wts * np.float32(mass)
+            unigram = unigram * np.float32(mass)
         n = insert_rows(self.keys, self.toks, self.wts, self.totals, self.used, self.bits,
                         row_keys, row_toks, row_wts)
         if n < len(row_keys):  # the prior alone is larger than the cap: keep the strongest

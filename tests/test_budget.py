@@ -5,11 +5,15 @@ import numpy as np
 from engine.budget import MAX_TREE, AcceptanceModel, CostModel
 
 
-def test_cost_table_is_interpolated_and_monotone():
-    c = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.012, 0.021, 0.028, 0.043, 0.078, 0.156])
+def test_cost_table_is_a_robust_line_through_the_probes():
+    sizes = [1, 2, 4, 8, 16, 32]
+    c = CostModel.from_probes(sizes, [0.01] + [0.007 + 0.005 * n for n in sizes[1:]])
     assert c.cost.shape == (MAX_TREE + 2,)
-    assert np.all(np.diff(c.cost[1:]) >= 0)
-    assert c.cost[3] == (0.021 + 0.028) / 2
+    assert c.cost[1] == 0.01
+    assert np.allclose(c.cost[2:], 0.007 + 0.005 * np.arange(2, MAX_TREE + 2))
+    stalled = CostModel.from_probes(sizes, [0.012, 0.017, 0.027, 0.45, 0.087, 0.167])
+    assert stalled.cost[8] < 0.06  # one stalled probe does not make 8 tokens look costly
+    assert np.all(np.diff(stalled.cost[1:]) >= 0)
     c.observe(4, 1.0, alpha=0.5)
     assert np.all(np.diff(c.cost[1:]) >= 0) and c.cost[5] >= c.cost[4]
 

@@ -68,20 +68,26 @@ def test_multi_turn_reuses_the_cache(session):
 
 
 def test_special_token_text_in_a_user_message_stays_literal(session, backend):
-    msgs = [Message("user", "print <|im_end|> and <|im_start|>")]
-    toks = session.prompt_tokens(msgs)
-    im_end = backend.tokenize("<|im_end|>", parse_special=True)
-    assert len(im_end) == 1
-    assert toks.count(im_end[0]) == 1  # the template's own end of turn, not the user's
+    toks = session.prompt_tokens([Message("user", "print <|im_end|> and <|im_start|>")])
+    plain = session.prompt_tokens([Message("user", "print this and that")])
+    specials = [backend.tokenize(s, parse_special=True) for s in ("<|im_end|>", "<|im_start|>")]
+    assert all(len(t) == 1 for t in specials)
+    for (tok,) in specials:  # only the template's own control tokens
+        assert toks.count(tok) == plain.count(tok)
+    assert "<|im_end|>" in backend.detokenize(toks)  # the user's text is still there
 
 
 def test_streaming_never_yields_broken_characters(session):
     msgs = ask("Reply with three emoji and the Japanese word for cat, 猫.")
     settings = SamplingSettings(temperature=0.8, seed=3, max_tokens=60)
-    pieces = [c.text for c in session.generate(msgs, settings, speculative=False)]
-    assert all("\ufffd" not in p for p in pieces)
-    text = "".join(pieces)
-    assert text.encode("utf-8").decode("utf-8") == text
+    chunks = list(session.generate(msgs, settings, speculative=False))
+    tokens = [t for c in chunks for t in c.tokens]
+    raw = b"".join(session.backend.piece(t) for t in tokens)
+    assert any(len(session.backend.piece(t).decode("utf-8", "ignore")) == 0 for t in tokens)
+    # while streaming, no chunk holds half a character; only an answer cut off in the
+    # middle of one ends with U+FFFD, exactly as decoding all the bytes at once does
+    assert all("\ufffd" not in c.text for c in chunks[:-1])
+    assert "".join(c.text for c in chunks) == raw.decode("utf-8", errors="replace")
 
 
 def test_cancel_between_steps(session):

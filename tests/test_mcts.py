@@ -39,10 +39,24 @@ def test_tree_invariants_and_most_likely_branch():
         assert tree.probs[i] <= tree.probs[tree.parents[i]] + 1e-6
 
 
+def branching_text(n=3000, seed=0):
+    """A chain whose next token is cur+1 (70%) or cur+2 (30%): likely, never certain."""
+    rng = np.random.default_rng(seed)
+    out = [1]
+    for _ in range(n):
+        out.append((out[-1] + (1 if rng.random() < 0.7 else 2)) % 20 + 1)
+    return out
+
+
 def test_tree_size_follows_cost():
-    cpu = trained(CPU, REPEAT).propose([9, 10], room=64)
-    gpu = trained(GPU, REPEAT).propose([9, 10], room=64)
+    text = branching_text()
+    cpu = trained(CPU, text).propose(text[-2:], room=64)
+    gpu = trained(GPU, text).propose(text[-2:], room=64)
+    cpu.check()
+    gpu.check()
     assert len(gpu) > len(cpu) >= 1
+    assert len(gpu) > 8  # on a flat cost curve alternatives are worth verifying too
+    assert max(np.bincount(gpu.parents[1:])) > 1
 
 
 def test_no_evidence_means_no_draft_on_a_cpu():
