@@ -109,10 +109,10 @@ class ChatApp(App):
             with Vertical(id="main"):
                 yield VerticalScroll(id="log")
                 yield PromptInput(id="prompt")
-        yield StatsBar(id="stats")
+                yield StatsBar(id="stats")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         try:
             self.theme = self.cfg.theme
         except Exception:
@@ -124,8 +124,7 @@ class ChatApp(App):
         convs = self.store.conversations()
         self.conv = convs[0] if convs else self._new_conversation()
         self._refresh_sidebar()
-        self.call_after_refresh(self._show_conversation)
-        self.query_one("#log", VerticalScroll).anchor()
+        await self._show_conversation()
         self.query_one(PromptInput).focus()
         if self.session is None:
             self.load_model(self.model_spec)

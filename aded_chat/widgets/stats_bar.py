@@ -31,7 +31,7 @@ def format_stats(stats: AnswerStats | None, backend: str, state: str = "") -> st
 
 class StatsBar(Horizontal):
     DEFAULT_CSS = """
-    StatsBar { height: 1; dock: bottom; background: $panel; }
+    StatsBar { height: 1; background: $panel; }
     StatsBar > Static { width: 1fr; padding: 0 1; }
     StatsBar > Sparkline { width: 24; }
     """
