@@ -175,9 +175,13 @@ class AdedSpeculator:
         a = history[-2] if len(history) >= 2 else -1
         m = self.model
         self._step += 1
+        # Search effort follows what verification can afford: a CPU where two tokens
+        # cost 1.7x one needs a few dozen simulations, a flat GPU curve the paper's 150.
+        affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
+        n_sims = int(min(self.n_sims, max(32, 8 * affordable)))
         n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok, self._uni_p,
                        m.vocab, STRONG_ROW * m.inc, self.accept.table, a, history[-1],
-                       self.n_sims,
+                       n_sims,
                        self.max_depth, self.c1, self.c2, self._step, self.cost.cost,
                        min(self.max_nodes, room - 1), self._o_tok, self._o_par,
                        self._o_dep, self._o_pathp, self._o_lev, self._o_bkt)

@@ -186,6 +186,8 @@ class LlamaBackend:
         self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._pieces: dict[int, bytes] = {}
+        self._views: dict[tuple[int, int], np.ndarray] = {}
+        self._logits = np.zeros((0, 0), np.float32)
         self._eog = np.zeros(self.n_vocab, dtype=np.bool_)
         for tok in range(self.n_vocab):
             if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
@@ -353,9 +355,25 @@ class LlamaBackend:
         if rc != 0:
             what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
             raise DecodeError(f"llama_decode failed: {what}")
-        n_out = int(self._b_logits[:n].sum())
-        ptr = llama_cpp.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
+        n_out = 1 if logits is None else int(np.count_nonzero(self._b_logits[:n]))
+        self._logits = self._logits_view(n_out)
+        return self._logits
+
+    def _logits_view(self, n_out: int) -> np.ndarray:
+        # np.ctypeslib.as_array builds a new ctypes type per call (milliseconds here);
+        # the output buffer moves only when it grows, so views are cached by address.
+        addr = ctypes.cast(llama_cpp.llama_get_logits(self._ctx), ctypes.c_void_p).value
+        key = (addr, n_out)
+        view = self._views.get(key)
+        if view is None:
+            buf = (ctypes.c_float * (n_out * self.n_vocab)).from_address(addr)
+            view = np.frombuffer(buf, dtype=np.float32).reshape(n_out, self.n_vocab)
+            self._views[key] = view
+        return view
+
+    def logits_row(self, index: int) -> np.ndarray:
+        """Logits of the index-th output of the last decode (-1: the last one)."""
+        return self._logits[index]
 
     def prefill(self, tokens: list[int], start: int) -> np.ndarray:
         """Evaluate tokens at positions start.. in sequence 0, in n_batch chunks;

@@ -11,6 +11,7 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 
 import llama_cpp
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Sampler:
             seed = s.seed if s.seed is not None else 0xFFFFFFFF
             add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         self._chain = chain
+        self._argmax = s.greedy and s.repeat_penalty == 1.0
 
     def remember(self, tokens: list[int]) -> None:
         """Feed prompt tokens to the repetition penalty's history."""
@@ -75,8 +77,13 @@ class Sampler:
             for t in tokens[-self.settings.repeat_last_n:]:
                 llama_cpp.llama_sampler_accept(self._chain, t)
 
-    def sample(self, ctx, index: int) -> int:
-        """Draw from the logits of batch output `index` and record the token."""
+    def sample(self, ctx, index: int, logits: np.ndarray | None = None) -> int:
+        """Draw from the logits of batch entry `index` and record the token. `logits`,
+        when given, is that entry's row (every entry of the batch asked for logits)."""
+        if self._argmax and logits is not None:
+            # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
+            # without copying the whole vocabulary into a candidate array per token.
+            return int(logits.argmax())
         return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
 
     def close(self) -> None:

@@ -150,7 +150,7 @@ class ChatSession:
         if spec is not None:
             spec.begin(prompt)
             stats.trigram_mb = spec.table_mb
-        pending = sampler.sample(backend.ctx_ptr, -1)
+        pending = sampler.sample(backend.ctx_ptr, -1, backend.logits_row(-1))
         t_first = time.perf_counter()
         stats.prompt_s = t_first - t_start
         stats.tokens = 1

@@ -42,7 +42,7 @@ def verify_tree(
 
     ctx = backend.ctx_ptr
     emitted, path = accept_walk(
-        tree, lambda node: sampler.sample(ctx, node), backend.is_eog, max_emit
+        tree, lambda node: sampler.sample(ctx, node, logits[node]), backend.is_eog, max_emit
     )
     kept = len(path)
     if n_leaves > 1:  # keep the accepted branch's sequence, renamed to 0

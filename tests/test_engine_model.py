@@ -131,7 +131,7 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     sampler = Sampler(GREEDY, backend.n_vocab)
     from engine.verify import verify_tree
 
-    pending = sampler.sample(backend.ctx_ptr, -1)
+    pending = sampler.sample(backend.ctx_ptr, -1, backend.logits_row(-1))
     for _ in range(12):
         # a random tree whose first branch sometimes holds the right token
         n = int(rng.integers(2, 9))
