@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=1, help="runs per prompt (median)")
     bench.add_argument("--json", metavar="OUT", help="write the full report here")
     bench.add_argument("--limit", type=int, help="only the first N prompts")
+    bench.add_argument("--per-category", type=int, metavar="N",
+                       help="only the first N prompts of each category")
     return parser
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from engine.backend import LlamaBackend
 from engine.budget import MAX_TREE, AcceptanceModel, CostModel
 from engine.mcts import mcts_draft
-from engine.trigram import TrigramModel, prior_rows
 from engine.tree import DraftTree
+from engine.trigram import TrigramModel, prior_rows
 
 PRIOR_VERSION = 2
 UNIGRAM_TOP = 8

@@ -33,7 +33,7 @@ class CostModel:
         stall of a shared machine cannot bend the table. (On a CPU the step from one token
         to two is larger than the slope after it: one line through all would hide it.)"""
         one = float(seconds[list(sizes).index(1)])
-        pts = [(n, s) for n, s in zip(sizes, seconds) if n >= 2]
+        pts = [(n, s) for n, s in zip(sizes, seconds, strict=True) if n >= 2]
         x = np.array([p[0] for p in pts], dtype=np.float64)
         y = np.array([p[1] for p in pts], dtype=np.float64)
         n = np.arange(MAX_TREE + 2, dtype=np.float64)

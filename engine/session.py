@@ -22,6 +22,8 @@ from engine.template import ChatTemplate, Message
 from engine.tree import DraftTree
 from engine.verify import verify_tree
 
+DEFAULT_SETTINGS = SamplingSettings()
+
 
 class Speculator(Protocol):
     """What the decode loop needs from a drafter (engine.aded implements it)."""
@@ -119,7 +121,7 @@ class ChatSession:
     def generate(
         self,
         messages: Sequence[Message],
-        settings: SamplingSettings = SamplingSettings(),
+        settings: SamplingSettings = DEFAULT_SETTINGS,
         *,
         speculative: bool = True,
         cancel: threading.Event | None = None,
@@ -211,7 +213,7 @@ class ChatSession:
         if tail:
             yield Chunk(tail, [], None, stats)
 
-    def answer(self, messages: Sequence[Message], settings: SamplingSettings = SamplingSettings(),
+    def answer(self, messages: Sequence[Message], settings: SamplingSettings = DEFAULT_SETTINGS,
                **kw) -> tuple[str, list[int], AnswerStats]:
         """The whole answer at once (tests, benchmark)."""
         parts: list[str] = []

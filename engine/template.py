@@ -65,10 +65,10 @@ class ChatTemplate:
     ) -> list[int]:
         """Prompt tokens: template text parsed for special tokens, contents not."""
         marks = [f"\x00{uuid.uuid4().hex}\x00" for _ in messages]
-        masked = [Message(m.role, mark) for m, mark in zip(messages, marks)]
+        masked = [Message(m.role, mark) for m, mark in zip(messages, marks, strict=True)]
         text = self.render(masked, add_generation_prompt=add_generation_prompt)
         out: list[int] = []
-        for mark, msg in zip(marks, messages):
+        for mark, msg in zip(marks, messages, strict=True):
             head, sep, text = text.partition(mark)
             if not sep:  # the template dropped this message (e.g. no system role)
                 text = head

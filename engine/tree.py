@@ -24,7 +24,7 @@ class DraftTree:
 
     def __post_init__(self) -> None:
         self._children = {(int(p), int(t)): i for i, (p, t) in
-                          enumerate(zip(self.parents, self.tokens)) if p >= 0}
+                          enumerate(zip(self.parents, self.tokens, strict=True)) if p >= 0}
 
     @classmethod
     def root_only(cls, token: int) -> DraftTree:

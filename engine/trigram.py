@@ -160,7 +160,7 @@ class TrigramModel:
         r = find_row(self.keys, self.bits, self.key(a, b))
         if r < 0:
             return {}
-        return {int(t): float(w) for t, w in zip(self.toks[r], self.wts[r]) if t >= 0}
+        return {int(t): float(w) for t, w in zip(self.toks[r], self.wts[r], strict=True) if t >= 0}
 
     # -- learning ---------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ trimmed to the branch the model kept. Knows nothing of how the tree was made."""
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
 from engine.backend import LlamaBackend

@@ -67,7 +67,7 @@ def test_speculative_greedy_matches_plain(session):
         accepted += st.accepted
         assert st.speculative
         if spec != plain:
-            d = next(i for i, (a, b) in enumerate(zip(plain, spec)) if a != b)
+            d = next(i for i, (a, b) in enumerate(zip(plain, spec, strict=False)) if a != b)
             # a divergence is allowed only where plain decoding was at a near-tie
             assert gaps[d - 1] < NEAR_TIE, (text, d, gaps[d - 1])
     assert drafted > 0 and accepted > 0  # the drafter did propose and win tokens
@@ -125,7 +125,7 @@ def test_speculative_sampling_keeps_the_distribution(session):
     settings = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
                                 max_tokens=4)
     prompt = msgs("Repeat this code exactly:\n\n" + PASTED)
-    n = 300
+    n = 200
     counts = {False: Counter(), True: Counter()}
     drafted = 0
     for speculative, seeds in ((False, range(1, n + 1)), (True, range(n + 1, 2 * n + 1))):

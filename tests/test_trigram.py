@@ -96,7 +96,7 @@ def test_prior_rows_keep_top_k_normalised():
     seq = np.array([1, 2, 3, 1, 2, 3, 1, 2, 4, 1, 2, 3, 9, 9], np.int32)
     keys, toks, wts, uni = prior_rows(seq, vocab=10, k=2)
     i = list(keys).index((1 + 1) * 10 + 2)
-    row = dict(zip(toks[i].tolist(), wts[i].tolist()))
+    row = dict(zip(toks[i].tolist(), wts[i].tolist(), strict=True))
     assert row[3] == pytest.approx(0.75) and row[4] == pytest.approx(0.25)
     assert np.allclose(wts.sum(axis=1), 1.0)
     assert uni.sum() == pytest.approx(1.0)
