@@ -117,6 +117,8 @@ def cmd_ask(cfg, args) -> int:
         interrupted = True
     if stats is None:
         stats = session.last_stats
+    if interrupted and stats is not None:
+        stats.finish_reason = "interrupted"
     if args.json:
         print(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
                           "backend": session.backend.info.offload,
