@@ -127,7 +127,21 @@ class AdedSpeculator:
         # a prior row weighs about half of one token seen in this conversation.
         spec.model.load_rows(keys, toks, wts, uni, mass=PRIOR_MASS * spec.model.inc)
         spec._refresh_unigram()
+        spec.warm_up()
         return spec
+
+    def warm_up(self) -> None:
+        """Run the drafter once at load, so Numba compiles (or loads its cache) here
+        rather than in the middle of the first answer. Learns nothing."""
+        real = self.model
+        self.model = TrigramModel(real.vocab, max_mb=0.01, k=real.k)  # same array types
+        try:
+            self.begin([0, 1, 2, 0, 1])
+            self.propose([0, 1], 8)
+        finally:
+            self.model = real
+            self.learned = []
+            self._refresh_unigram()
 
     @property
     def table_mb(self) -> float:
