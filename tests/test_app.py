@@ -162,6 +162,14 @@ async def test_export_and_help(tmp_path, session):
         assert app.screen.__class__.__name__ == "HelpScreen"
 
 
+async def steady(pilot) -> None:
+    """A snapshot must not depend on where the cursor blink or a redraw happens to be."""
+    pilot.app.query_one(PromptInput).cursor_blink = False
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.3)
+
+
 def test_main_screen_snapshot(snap_compare, tmp_path, session):
     store = Store(tmp_path / "c.db")
     c = store.create_conversation("Snapshot")
@@ -169,9 +177,9 @@ def test_main_screen_snapshot(snap_compare, tmp_path, session):
     store.add_message(c.id, "assistant", "2 + 2 = **4**.\n\n```python\nprint(2 + 2)\n```")
     store.close()
     app = make_app(tmp_path / "c.db", session)
-    assert snap_compare(app, terminal_size=(100, 30))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=steady)
 
 
 def test_help_screen_snapshot(snap_compare, tmp_path, session):
     app = make_app(tmp_path / "c.db", session)
-    assert snap_compare(app, press=["f1"], terminal_size=(100, 40))
+    assert snap_compare(app, press=["f1"], terminal_size=(100, 40), run_before=steady)
