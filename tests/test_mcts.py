@@ -3,7 +3,7 @@
 import numpy as np
 
 from engine.aded import AdedSpeculator
-from engine.budget import CostModel
+from engine.cost import CostModel
 from engine.tree import DraftTree
 
 CPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.012, 0.021, 0.028, 0.043, 0.078, 0.156])

@@ -1,7 +1,8 @@
-"""The cost-aware budget: what verifying n tokens costs here, and how often drafts of a
-given estimated probability are accepted. With both, the drafter keeps the tree size
-(zero included) that maximises expected tokens per second, so the same engine drafts
-little on a compute-bound CPU and much on a GPU where a batch costs about one token.
+"""What verifying n tokens costs on this model and machine: measured at load, cached per
+model file, threads and GPU layers, refined online. With engine.acceptance it lets the
+drafter keep the tree size (zero included) that maximises expected tokens per second, so
+the same engine drafts little on a compute-bound CPU and much on a GPU where a batch
+costs about one token. No Numba here: the app measures this before the drafter loads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.backend import LlamaBackend
-from engine.mcts import N_BUCKETS, N_LEVELS
+from engine.models import file_identity
 
 MAX_TREE = 32  # tokens in one verification batch, root included
 PROBE_SIZES = (1, 2, 4, 8, 16, 32)
@@ -94,26 +95,20 @@ class CostModel:
         return cls(cost)
 
 
-class AcceptanceModel:
-    """Calibration from the drafter's conditional probability (by back-off level and
-    bucket) to the observed chance the model accepts a node whose parent it accepted.
-    Starts from the drafter's own estimate (a Beta prior worth a few observations)."""
-
-    PRIOR_WEIGHT = 4.0
-
-    def __init__(self) -> None:
-        centers = (np.arange(N_BUCKETS) + 0.5) / N_BUCKETS
-        scale = np.array([1.0, 0.5, 0.5, 0.2])[:, None]  # weak and back-off rows
-        self.tried = np.full((N_LEVELS, N_BUCKETS), self.PRIOR_WEIGHT)
-        self.kept = self.tried * centers[None, :] * scale
-        self.table = self.kept / self.tried
-
-    def observe(self, parents: np.ndarray, levels: np.ndarray, buckets: np.ndarray,
-                path: list[int]) -> None:
-        """Nodes whose parent was accepted were tested; those on the path were kept."""
-        on_path = np.zeros(len(parents), np.bool_)
-        on_path[path] = True
-        tested = np.flatnonzero(on_path[parents[1:]]) + 1
-        np.add.at(self.tried, (levels[tested], buckets[tested]), 1.0)
-        np.add.at(self.kept, (levels[tested], buckets[tested]), on_path[tested].astype(float))
-        self.table = self.kept / self.tried
+def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
+    """The cached cost table for this model, threads and offload, else a fresh measurement
+    (about a second on a small model), saved for the next start."""
+    path = None
+    if cache is not None:
+        path = cache / (f"cost-{file_identity(Path(backend.info.model_path))}"
+                        f"-t{backend.n_threads}-g{backend.info.gpu_layers}.json")
+        cost = CostModel.load(path)
+        if cost is not None:
+            return cost
+    cost = CostModel.measure(backend)
+    if path is not None:
+        try:
+            cost.save(path)
+        except OSError:
+            pass
+    return cost
