@@ -147,7 +147,8 @@ class ChatApp(App):
         self._loading = True
         self.call_from_thread(self._bar, f"loading {spec or 'embedded model'}…")
         try:
-            session = open_session(self.cfg, model=spec, **self.load_kw)
+            session = open_session(self.cfg, model=spec, wait_for_drafter=False,
+                                   **self.load_kw)
             self.post_message(ModelLoaded(session, None, spec))
         except EngineError as exc:
             self.post_message(ModelLoaded(None, str(exc), spec))
@@ -161,15 +162,29 @@ class ChatApp(App):
         old = self.session
         self.session = msg.session
         if old is not None:
-            old.backend.close()
+            old.close()
         self.notify(f"model ready: {self.backend_label}")
         self._show_idle()
+        if self.session.speculator_loading:
+            self._await_drafter(self.session)
+
+    @work(thread=True, group="drafter")
+    def _await_drafter(self, session: ChatSession) -> None:
+        """Refresh the bar when the drafter attaches (answers run plain until then)."""
+        session.wait_for_speculator()
+        if session is self.session and not self.generating:
+            self.call_from_thread(self._show_idle)
 
     def _bar(self, text: str) -> None:
         self.query_one(StatsBar).show(text)
 
     def _show_idle(self) -> None:
-        state = "loading…" if self._loading else "ready"
+        if self._loading:
+            state = "loading…"
+        elif self.session is not None and self.session.speculator_loading:
+            state = "ready (drafter loading)"
+        else:
+            state = "ready"
         self._bar(format_stats(self.last_stats, self.backend_label, state))
 
     # -- conversations ----------------------------------------------------------------

@@ -137,7 +137,8 @@ def run_session(session, messages, settings, *, speculative: bool, gaps=None) ->
     return {"text": text, "token_ids": tokens, "tokens": st.tokens,
             "decode_seconds": st.decode_s, "tokens_per_s": st.tokens_per_s,
             "steps": st.steps, "drafted_tokens": st.drafted, "accepted_tokens": st.accepted,
-            "median_host_ms": st.median_host_ms, "prompt_tokens": st.prompt_tokens}
+            "median_host_ms": st.median_host_ms, "median_host_cpu_ms": st.median_host_cpu_ms,
+            "prompt_tokens": st.prompt_tokens}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -175,6 +176,8 @@ def run_bench(cfg, args) -> int:
     session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
                            n_ctx=args.n_ctx, verbose=args.verbose)
     ready_s = time.perf_counter() - t0
+    if "aded" in methods and session.speculator is None:
+        raise UsageError(session.speculator_error or "the ADED drafter is not available")
     info = session.backend.info
     hl = None
     if "pld" in methods:
@@ -241,6 +244,8 @@ def run_bench(cfg, args) -> int:
                                             ) / len(results)
         report["aded_median_host_ms"] = statistics.median(
             r["aded"]["median_host_ms"] for r in results)
+        report["aded_median_host_cpu_ms"] = statistics.median(
+            r["aded"]["median_host_cpu_ms"] for r in results)
         report["trigram_mb"] = session.speculator.table_mb
     print(format_report(report, methods))
     if args.json:
@@ -308,7 +313,8 @@ def format_report(report: dict, methods: list[str]) -> str:
                      f"{report['llama_cpp_python_plain_same_text']}")
     if "aded_identical_rate" in report:
         extra.append(f"aded identical to plain: {100 * report['aded_identical_rate']:.0f}% | "
-                     f"median host overhead {report['aded_median_host_ms']:.3f} ms/step | "
+                     f"median host overhead {report['aded_median_host_ms']:.3f} ms/step "
+                     f"({report['aded_median_host_cpu_ms']:.3f} ms CPU) | "
                      f"tri-gram table {report['trigram_mb']:.1f} MB")
     extra.append(f"ready in {report['ready_seconds']:.2f} s")
     return "\n".join(lines + [""] + extra)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aded_chat.config import Config, cache_dir
 from engine.backend import LlamaBackend
+from engine.cost import load_or_measure
 from engine.models import resolve_model
 from engine.session import ChatSession
 
@@ -25,7 +26,11 @@ def open_session(
     n_ctx: int | None = None,
     verbose: bool = False,
     speculator: bool = True,
+    wait_for_drafter: bool = True,
 ) -> ChatSession:
+    """Load the model and, unless speculator is off, its ADED drafter. With
+    wait_for_drafter False the session is returned as soon as the model is loaded and
+    the drafter attaches itself a few seconds later (the app does this)."""
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     backend = LlamaBackend(
         path,
@@ -33,9 +38,16 @@ def open_session(
         n_gpu_layers=n_gpu_layers if n_gpu_layers is not None else cfg.gpu_layers,
         verbose=verbose,
     )
-    spec = None
+    session = ChatSession(backend)
     if speculator:
-        from engine.aded import AdedSpeculator
+        cost = load_or_measure(backend, cache_dir())  # uses the context: not beside a decode
 
-        spec = AdedSpeculator.for_backend(backend, corpus_files(), cache_dir())
-    return ChatSession(backend, speculator=spec)
+        def build():
+            from engine.aded import AdedSpeculator  # imports Numba: keep it off the start
+
+            return AdedSpeculator.for_backend(backend, corpus_files(), cache_dir(), cost=cost)
+
+        session.load_speculator(build)
+        if wait_for_drafter:
+            session.wait_for_speculator()
+    return session

@@ -12,6 +12,7 @@ import ctypes
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,7 @@ class LlamaBackend:
         )
         self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self.last_decode_cpu_s = 0.0  # this thread's CPU time in the last llama_decode
         self._pieces: dict[int, bytes] = {}
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self._logits = np.zeros((0, 0), np.float32)
@@ -351,7 +353,9 @@ class LlamaBackend:
         else:
             self._b_logits[:n] = logits
         self._batch.n_tokens = n
+        cpu0 = time.thread_time()
         rc = llama_cpp.llama_decode(self._ctx, self._batch)
+        self.last_decode_cpu_s = time.thread_time() - cpu0
         if rc != 0:
             what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
             raise DecodeError(f"llama_decode failed: {what}")

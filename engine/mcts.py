@@ -24,6 +24,9 @@ N_LEVELS = 4
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
 MAX_CHILDREN = 8
 MIN_PRIOR = 0.01
+# A rollout stops once its path is this unlikely to be accepted: what it could still add
+# to the reward is noise, and each step is a hash lookup that usually misses the cache.
+MIN_ROLLOUT_P = 0.05
 
 
 @nb.njit(cache=True)
@@ -140,6 +143,8 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         p_run = pathp[node]
         a_r, b_r = ca[node], tok[node]
         for _d in range(dep[node], max_depth):
+            if p_run < MIN_ROLLOUT_P:
+                break
             m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
                                    strong, a_r, b_r, cand_t, cand_p)
             if m == 0:

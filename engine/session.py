@@ -7,9 +7,12 @@ A new turn evaluates only the tokens after the longest common prefix with them.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +26,8 @@ from engine.tree import DraftTree
 from engine.verify import verify_tree
 
 DEFAULT_SETTINGS = SamplingSettings()
+PLAIN_WINDOW = 64  # one-token steps behind the plain rate
+PLAIN_MIN_STEPS = 8
 
 
 class Speculator(Protocol):
@@ -63,9 +68,67 @@ class ChatSession:
             template = ChatTemplate(backend.chat_template(), bos_token=bos)
         self.template = template
         self.speculator = speculator
+        self.speculator_error: str | None = None
+        self._loading: Future | None = None
+        self._loader: threading.Thread | None = None
         self.kv_tokens: list[int] = []
         self.last_stats: AnswerStats | None = None
-        self.plain_tokens_per_s: float | None = None
+        # Wall time of recent one-token steps (plain decoding, or ADED choosing not to
+        # draft): the measured plain rate that the speedup figure compares against.
+        self._plain_steps: deque[float] = deque(maxlen=PLAIN_WINDOW)
+
+    # -- the drafter ------------------------------------------------------------------
+
+    def load_speculator(self, factory: Callable[[], Speculator]) -> None:
+        """Build the drafter on a thread: answers decode plainly until it is ready, so a
+        chat opens as soon as the model is loaded (the drafter's Numba code and corpus
+        prior take a few more seconds). The factory may use the tokenizer, not the
+        context."""
+        fut: Future = Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(factory())
+            except BaseException as exc:  # reported in the stats, never raised in a thread
+                fut.set_exception(exc)
+
+        self._loading = fut
+        self._loader = threading.Thread(target=run, name="drafter-load", daemon=True)
+        self._loader.start()
+
+    def wait_for_speculator(self, timeout: float | None = None) -> bool:
+        """Block until the drafter is loaded (or failed); True when it is ready."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+        self._take_speculator()
+        return self.speculator is not None
+
+    def _take_speculator(self) -> None:
+        fut = self._loading
+        if fut is None or not fut.done():
+            return
+        self._loading = None
+        try:
+            self.speculator = fut.result()
+        except Exception as exc:
+            self.speculator_error = f"drafter failed to load: {exc}"
+
+    @property
+    def speculator_loading(self) -> bool:
+        return self._loading is not None and not self._loading.done()
+
+    @property
+    def plain_tokens_per_s(self) -> float | None:
+        """1 / the median wall time of recent one-token steps, once there are a few."""
+        if len(self._plain_steps) < PLAIN_MIN_STEPS:
+            return None
+        return 1.0 / statistics.median(self._plain_steps)
+
+    def close(self) -> None:
+        """Free the model, after the drafter's loader (which may be tokenizing) is done."""
+        if self._loader is not None:
+            self._loader.join()
+        self.backend.close()
 
     # -- prompt -----------------------------------------------------------------------
 
@@ -136,7 +199,11 @@ class ChatSession:
         prompt, dropped = self.fit_prompt(messages, settings.max_tokens)
         stats = AnswerStats(prompt_tokens=len(prompt), dropped_turns=dropped, seed=settings.seed,
                             plain_tokens_per_s=self.plain_tokens_per_s)
+        self._take_speculator()
         spec = self.speculator if speculative else None
+        if speculative and spec is None:
+            stats.fallback = ("drafter loading" if self.speculator_loading
+                              else self.speculator_error)
         if spec is not None and not backend.partial_kv_removal:
             spec, stats.fallback = None, "model cannot trim its cache (recurrent/hybrid)"
         stats.speculative = spec is not None
@@ -177,7 +244,7 @@ class ChatSession:
                 if room < 1:
                     stats.finish_reason = "context full"
                     break
-                t_step = time.perf_counter()
+                t_step, cpu_step = time.perf_counter(), time.thread_time()
                 if spec is not None:
                     tree = spec.propose(history, min(room, backend.n_batch))
                 else:
@@ -197,8 +264,12 @@ class ChatSession:
                     emitted=len(emitted), drafted=len(tree) - 1, accepted=kept - 1,
                     decode_s=decode_s,
                     host_s=time.perf_counter() - t_step - decode_s,
+                    host_cpu_s=time.thread_time() - cpu_step - backend.last_decode_cpu_s,
                 )
                 stats.add_step(step)
+                if step.drafted == 0:  # a plain step; a drafter's search time is not plain's
+                    self._plain_steps.append(decode_s + (step.host_s if spec is None else 0.0))
+                    stats.plain_tokens_per_s = self.plain_tokens_per_s
                 stats.decode_s = time.perf_counter() - t_first
                 yield Chunk(decoder.feed(emitted), emitted, step, stats)
         except GeneratorExit:

@@ -136,3 +136,34 @@ def test_speculative_sampling_keeps_the_distribution(session):
             counts[speculative][tuple(toks[1:4])] += 1
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001
+
+
+def test_answers_run_plain_until_the_background_drafter_attaches(session):
+    """The app opens a chat before the drafter is loaded: answers say so and decode
+    plainly, then speculate once it is ready; a drafter that fails is reported."""
+    import threading
+
+    backend, spec = session.backend, session.speculator
+    s = ChatSession(backend)
+    release = threading.Event()
+
+    def slow_factory():
+        release.wait(60)
+        return spec
+
+    s.load_speculator(slow_factory)
+    _, _, first = s.answer(msgs("List the days of the week."), GREEDY)
+    assert not first.speculative and first.fallback == "drafter loading"
+    release.set()
+    assert s.wait_for_speculator(60)
+    _, _, second = s.answer(msgs("List the days of the week."), GREEDY)
+    assert second.speculative and second.fallback is None
+    # the plain answer's one-token steps calibrate the speedup figure
+    assert s.plain_tokens_per_s is not None and second.speedup is not None
+
+    broken = ChatSession(backend)
+    broken.load_speculator(lambda: 1 / 0)
+    assert not broken.wait_for_speculator(60)
+    _, _, stats = broken.answer(msgs("Hi"), SamplingSettings(temperature=0.0, max_tokens=4))
+    assert not stats.speculative and "drafter failed to load" in stats.fallback
+    session.reset()  # these sessions shared the fixture's cache
