@@ -39,7 +39,7 @@ from engine.session import ChatSession
 from engine.stats import AnswerStats
 from engine.template import Message
 
-STREAM_INTERVAL_S = 0.05  # UI updates per answer: at most ~20 a second
+STREAM_INTERVAL_S = 0.1  # UI updates per answer: at most 10 a second (see BENCHMARKS.md)
 SAVE_INTERVAL_S = 2.0  # a streaming answer is saved at least this often
 MAX_TITLE = 40
 
@@ -109,7 +109,7 @@ class ChatApp(App):
             with Vertical(id="main"):
                 yield VerticalScroll(id="log")
                 yield PromptInput(id="prompt")
-                yield StatsBar(id="stats")
+        yield StatsBar(id="stats")  # full width: the figures are what this app is about
         yield Footer()
 
     async def on_mount(self) -> None:

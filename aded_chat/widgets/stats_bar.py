@@ -12,9 +12,8 @@ from engine.stats import AnswerStats
 def format_stats(stats: AnswerStats | None, backend: str, state: str = "") -> str:
     if stats is None:
         return f"{state or 'ready'} | {backend}"
-    parts = [f"{stats.tokens_per_s:6.1f} tok/s"]
-    if stats.prompt_tokens_per_s:
-        parts.append(f"prompt {stats.prompt_tokens_per_s:.0f} tok/s")
+    # What a person watches first comes first: a narrow terminal cuts the end.
+    parts = [f"{stats.tokens_per_s:.1f} tok/s"]
     if stats.speculative:
         parts.append(f"{stats.tokens_per_step:.2f} tok/step")
         parts.append(f"accept {100 * stats.acceptance_rate:.0f}%")
@@ -23,6 +22,8 @@ def format_stats(stats: AnswerStats | None, backend: str, state: str = "") -> st
         parts.append("plain" + (f" ({stats.fallback})" if stats.fallback else ""))
     if stats.speedup:
         parts.append(f"{stats.speedup:.2f}x vs plain")
+    if stats.prompt_tokens_per_s:
+        parts.append(f"prompt {stats.prompt_tokens_per_s:.0f} tok/s")
     parts.append(backend)
     if state:
         parts.insert(0, state)
@@ -33,7 +34,7 @@ class StatsBar(Horizontal):
     DEFAULT_CSS = """
     StatsBar { height: 1; background: $panel; }
     StatsBar > Static { width: 1fr; padding: 0 1; }
-    StatsBar > Sparkline { width: 24; }
+    StatsBar > Sparkline { width: 16; }
     """
 
     def __init__(self, **kw):
