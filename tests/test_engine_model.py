@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import llama_cpp
 import numpy as np
 import pytest
 
@@ -157,3 +158,15 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     assert int(np.argmax(cont)) == int(np.argmax(fresh))
     assert np.max(np.abs(cont - fresh)) < 1.5
     sampler.close()
+
+
+def test_cost_calibration_on_the_real_model(backend):
+    """The load-time calibration yields a usable table: positive, non-decreasing in the
+    batch size, and it leaves the cache empty for the conversation."""
+    from engine.cost import MAX_TREE, CostModel
+
+    cost = CostModel.measure(backend, context=32, reps=2)
+    assert cost.cost.shape == (MAX_TREE + 2,)
+    assert np.all(cost.cost[1:] > 0)
+    assert np.all(np.diff(cost.cost[1:]) >= 0)
+    assert llama_cpp.llama_memory_seq_pos_max(backend._mem, 0) == -1  # cache left empty
