@@ -86,6 +86,7 @@ class AdedSpeculator:
         self.learned: list[int] = []  # the token stream the model has learned from
         self.prior_tokens = 0
         self._step = 0
+        self._n_sims = self._search_effort()
         cap = MAX_TREE + 1
         self._o_tok = np.zeros(cap, np.int32)
         self._o_par = np.zeros(cap, np.int32)
@@ -169,18 +170,22 @@ class AdedSpeculator:
         self.model.learn(np.asarray(prompt, np.int32), start=max(2, same))
         self.learned = list(prompt)
         self._refresh_unigram()
+        self._n_sims = self._search_effort()
+
+    def _search_effort(self) -> int:
+        """Simulations per step, from what verification can afford: a CPU where two tokens
+        cost 1.7x one needs a few dozen, a flat GPU curve the paper's 150. The cost table
+        moves slowly, so this is refreshed once per answer, not per step."""
+        affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
+        return int(min(self.n_sims, max(32, 8 * affordable)))
 
     def propose(self, history: list[int], room: int) -> DraftTree:
         a = history[-2] if len(history) >= 2 else -1
         m = self.model
         self._step += 1
-        # Search effort follows what verification can afford: a CPU where two tokens
-        # cost 1.7x one needs a few dozen simulations, a flat GPU curve the paper's 150.
-        affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
-        n_sims = int(min(self.n_sims, max(32, 8 * affordable)))
         n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok, self._uni_p,
                        m.vocab, STRONG_ROW * m.inc, self.accept.table, a, history[-1],
-                       n_sims,
+                       self._n_sims,
                        self.max_depth, self.c1, self.c2, self._step, self.cost.cost,
                        min(self.max_nodes, room - 1), self._o_tok, self._o_par,
                        self._o_dep, self._o_pathp, self._o_lev, self._o_bkt)

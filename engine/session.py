@@ -269,7 +269,8 @@ class ChatSession:
                 stats.add_step(step)
                 if step.drafted == 0:  # a plain step; a drafter's search time is not plain's
                     self._plain_steps.append(decode_s + (step.host_s if spec is None else 0.0))
-                    stats.plain_tokens_per_s = self.plain_tokens_per_s
+                    if stats.plain_tokens_per_s is None:  # the first answers: show it early
+                        stats.plain_tokens_per_s = self.plain_tokens_per_s
                 stats.decode_s = time.perf_counter() - t_first
                 yield Chunk(decoder.feed(emitted), emitted, step, stats)
         except GeneratorExit:
@@ -277,6 +278,8 @@ class ChatSession:
             raise
         finally:
             stats.decode_s = time.perf_counter() - t_first
+            # the median over the last steps, once per answer rather than per step
+            stats.plain_tokens_per_s = self.plain_tokens_per_s
             if spec is not None:
                 stats.trigram_mb = spec.table_mb
             sampler.close()

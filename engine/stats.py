@@ -73,14 +73,12 @@ class AnswerStats:
     @property
     def median_host_ms(self) -> float:
         """Median wall time per step outside llama_decode."""
-        xs = sorted(self.host_s_per_step)
-        return 1000.0 * xs[len(xs) // 2] if xs else 0.0
+        return _median_ms(self.host_s_per_step)
 
     @property
     def median_host_cpu_ms(self) -> float:
         """The same in CPU time: what the host work costs when the machine is not shared."""
-        xs = sorted(self.host_cpu_s_per_step)
-        return 1000.0 * xs[len(xs) // 2] if xs else 0.0
+        return _median_ms(self.host_cpu_s_per_step)
 
     @property
     def speedup(self) -> float | None:
@@ -102,3 +100,8 @@ class AnswerStats:
             speedup=self.speedup,
         )
         return d
+
+
+def _median_ms(seconds: list[float]) -> float:
+    xs = sorted(seconds)
+    return 1000.0 * xs[len(xs) // 2] if xs else 0.0
