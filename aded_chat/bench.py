@@ -154,6 +154,10 @@ def run_bench(cfg, args) -> int:
     if unknown or not methods:
         raise UsageError(f"unknown method {unknown[0] if unknown else '(none)'}; "
                          f"choose from {','.join(METHODS)}")
+    for flag, value in (("--repeat", args.repeat), ("--limit", args.limit),
+                        ("--per-category", args.per_category)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1")
     if "plain" not in methods:
         methods.insert(0, "plain")  # every speedup is a ratio to plain in the same run
     prompts = load_prompts(Path(args.prompts) if args.prompts else default_prompts())

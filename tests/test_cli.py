@@ -53,6 +53,11 @@ def test_corrupt_gguf(tmp_path):
     assert_one_line_error(run("ask", "--model", str(p), "hi"), "cannot load model")
 
 
+def test_bench_counts_must_be_positive():
+    for flag in ("--per-category", "--limit", "--repeat"):
+        assert_one_line_error(run("bench", flag, "0"), f"{flag} must be at least 1")
+
+
 def test_empty_prompt():
     assert_one_line_error(run("ask", "   "), "empty prompt")
     assert_one_line_error(run("ask", "-", stdin=""), "empty prompt")
