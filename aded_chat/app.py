@@ -148,7 +148,7 @@ class ChatApp(App):
         self.call_from_thread(self._bar, f"loading {spec or 'embedded model'}…")
         try:
             session = open_session(self.cfg, model=spec, wait_for_drafter=False,
-                                   **self.load_kw)
+                                   reserve_core=True, **self.load_kw)
             self.post_message(ModelLoaded(session, None, spec))
         except EngineError as exc:
             self.post_message(ModelLoaded(None, str(exc), spec))

@@ -33,6 +33,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-gpu-layers", type=int, metavar="N",
                    help="layers to offload (default: all when llama.cpp can offload)")
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="llama.cpp CPU threads (default: config, else one per core)")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
 
 
@@ -122,6 +124,7 @@ def cmd_ask(cfg, args) -> int:
     if args.json:
         print(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
                           "backend": session.backend.info.offload,
+                          "threads": session.backend.n_threads,
                           "settings": settings.as_dict(),
                           "stats": stats.as_dict() if stats else None}, ensure_ascii=False))
     else:
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         cfg = load_config()
+        if getattr(args, "threads", None) is not None:
+            if args.threads < 1:
+                raise UsageError("--threads must be at least 1")
+            cfg = replace(cfg, threads=args.threads)
         command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench}.get(
             args.command, cmd_chat)
         return command(cfg, args)

@@ -39,6 +39,7 @@ class Config:
     models_dir: str = ""  # empty = <user data dir>/models
     n_ctx: int = 4096
     n_gpu_layers: int = -1  # -1 = every layer when llama.cpp can offload, else 0
+    threads: int = 0  # llama.cpp CPU threads; 0 = one per core up to 8 (the app: one fewer)
     speculative: bool = True
     theme: str = "textual-dark"
     system_prompt: str = "You are a helpful assistant."
@@ -88,6 +89,8 @@ def load_config(path: Path | None = None) -> Config:
                 gen[k] = float(v) if _GEN[k].type == "float" else v
         elif key in _TOP:
             _check("top level", key, value, _TOP[key])
+            if key == "threads" and value < 0:
+                raise ConfigError(f"{path}: threads = {value} must be 0 (automatic) or more")
             top[key] = value
         else:
             raise ConfigError(f"{path}: unknown key {key}")
@@ -100,6 +103,8 @@ DEFAULT_CONFIG_TEXT = """\
 # models_dir = ""                 # empty: <user data dir>/models
 # n_ctx = 4096
 # n_gpu_layers = -1               # -1: all layers when llama.cpp was built with GPU offload
+# threads = 0                     # llama.cpp CPU threads; 0: one per core up to 8,
+#                                 # and in the chat app one fewer, left to the UI
 # speculative = true
 # theme = "textual-dark"
 # system_prompt = "You are a helpful assistant."

@@ -4,6 +4,7 @@ corpus prior from the files shipped in aded_chat.assets."""
 from __future__ import annotations
 
 import importlib.resources
+import os
 from pathlib import Path
 
 from aded_chat.config import Config, cache_dir
@@ -18,6 +19,14 @@ def corpus_files() -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".txt", ".py")))
 
 
+def app_threads() -> int:
+    """llama.cpp threads beside a UI: one core fewer than the machine has. llama.cpp's
+    threads wait for each other at every layer, so a UI that takes a slice of any core
+    they run on delays them all: on a 2-vCPU machine the app decoded at 58% of headless
+    speed with two threads and at 95% with one (BENCHMARKS.md)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
 def open_session(
     cfg: Config,
     *,
@@ -27,15 +36,18 @@ def open_session(
     verbose: bool = False,
     speculator: bool = True,
     wait_for_drafter: bool = True,
+    reserve_core: bool = False,
 ) -> ChatSession:
     """Load the model and, unless speculator is off, its ADED drafter. With
     wait_for_drafter False the session is returned as soon as the model is loaded and
-    the drafter attaches itself a few seconds later (the app does this)."""
+    the drafter attaches itself a few seconds later (the app does this). reserve_core
+    leaves one core to the UI when the config does not set threads (see app_threads)."""
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     backend = LlamaBackend(
         path,
         n_ctx=n_ctx or cfg.n_ctx,
         n_gpu_layers=n_gpu_layers if n_gpu_layers is not None else cfg.gpu_layers,
+        n_threads=cfg.threads or (app_threads() if reserve_core else None),
         verbose=verbose,
     )
     session = ChatSession(backend)

@@ -9,7 +9,7 @@ import pytest
 
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
-from aded_chat.runtime import open_session
+from aded_chat.runtime import app_threads, open_session
 from aded_chat.store import Store
 from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
@@ -183,3 +183,22 @@ def test_main_screen_snapshot(snap_compare, tmp_path, session):
 def test_help_screen_snapshot(snap_compare, tmp_path, session):
     app = make_app(tmp_path / "c.db", session)
     assert snap_compare(app, press=["f1"], terminal_size=(100, 40), run_before=steady)
+
+
+def test_app_threads_leave_a_core_to_the_ui(monkeypatch):
+    for cores, want in ((1, 1), (2, 1), (4, 3), (16, 8)):
+        monkeypatch.setattr("os.cpu_count", lambda c=cores: c)
+        assert app_threads() == want
+
+
+async def test_app_loads_its_model_in_the_background_with_a_core_spare(tmp_path):
+    app = ChatApp(CFG, store=Store(tmp_path / "c.db"))
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.session is not None)
+        session = app.session
+        assert session.backend.n_threads == app_threads()
+        await wait_until(pilot, lambda: not session.speculator_loading)
+        await send(pilot, app, "Say hello")
+        await wait_until(pilot, lambda: app.last_stats is not None and not app.generating)
+        assert app.last_stats.tokens > 0
+    session.close()

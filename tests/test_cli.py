@@ -56,6 +56,7 @@ def test_corrupt_gguf(tmp_path):
 def test_bench_counts_must_be_positive():
     for flag in ("--per-category", "--limit", "--repeat"):
         assert_one_line_error(run("bench", flag, "0"), f"{flag} must be at least 1")
+    assert_one_line_error(run("ask", "--threads", "0", "hi"), "--threads must be at least 1")
 
 
 def test_empty_prompt():
@@ -91,10 +92,11 @@ def test_ask_streams_an_answer_and_a_stats_line():
 def test_ask_json_from_stdin_is_deterministic_when_greedy():
     outs = []
     for _ in range(2):
-        r = run("ask", "--json", "--temperature", "0", "--max-tokens", "24", "-",
-                stdin="Name three colours.")
+        r = run("ask", "--json", "--temperature", "0", "--max-tokens", "24", "--threads",
+                "1", "-", stdin="Name three colours.")
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     assert outs[0]["text"] == outs[1]["text"] and outs[0]["text"]
+    assert outs[0]["threads"] == 1
     stats = outs[0]["stats"]
     assert stats["tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["prompt_tokens"] > 0

@@ -28,6 +28,7 @@ def test_syntax_error_names_the_line(tmp_path):
     ("colour = 1\n", "unknown key colour"),
     ("n_ctx = 'big'\n", "n_ctx"),
     ("[generation]\ntop_q = 1\n", "top_q"),
+    ("threads = -2\n", "threads"),
 ])
 def test_bad_keys_and_types(tmp_path, text, needle):
     p = tmp_path / "c.toml"
