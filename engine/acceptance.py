@@ -1,13 +1,48 @@
 """How often drafts of a given estimated probability are accepted: the other half of the
 cost-aware budget (engine.cost is the first). With both, the drafter keeps the tree size
 (zero included) that maximises expected tokens per second.
+
+The calibration learns from the whole searched tree, not only from what was verified:
+the tokens the model emitted say whether every searched node whose parent lies on the
+emitted path would have been accepted, drafted or not. A step that decodes plainly
+therefore still tests the drafter's best guesses, so a calibration that once turned
+pessimistic (and stopped drafting) sees when drafts would pay again.
 """
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from engine.mcts import N_BUCKETS, N_LEVELS
+
+# Each observation discounts a cell's earlier ones by this factor: a cell remembers about
+# its last 30 tests, so the calibration follows the conversation (copying pasted code,
+# then free prose) instead of averaging over everything since the model was loaded.
+DECAY = 0.97
+
+
+@nb.njit(cache=True)
+def observe_tree(parents, depths, tokens, levels, buckets, emitted, tried, kept, table):
+    """Count each node (parents before children) whose parent is on the emitted path and
+    whose depth the emitted tokens reach as tested; those holding the emitted token there
+    as kept. Returns the number of nodes tested."""
+    n = parents.shape[0]
+    on_path = np.zeros(n, np.bool_)
+    on_path[0] = True
+    tested = 0
+    for i in range(1, n):
+        d = depths[i]
+        if not on_path[parents[i]] or d > emitted.shape[0]:
+            continue
+        hit = tokens[i] == emitted[d - 1]
+        on_path[i] = hit
+        lv, bk = levels[i], buckets[i]
+        tried[lv, bk] = DECAY * tried[lv, bk] + 1.0
+        kept[lv, bk] = DECAY * kept[lv, bk] + (1.0 if hit else 0.0)
+        table[lv, bk] = kept[lv, bk] / tried[lv, bk]
+        tested += 1
+    return tested
 
 
 class AcceptanceModel:
@@ -24,14 +59,9 @@ class AcceptanceModel:
         self.kept = self.tried * centers[None, :] * scale
         self.table = self.kept / self.tried
 
-    def observe(self, parents: np.ndarray, levels: np.ndarray, buckets: np.ndarray,
-                path: list[int]) -> None:
-        """Nodes whose parent was accepted were tested; those on the path were kept."""
-        on_path = np.zeros(len(parents), np.bool_)
-        on_path[path] = True
-        for node in range(1, len(parents)):  # at most MAX_TREE nodes: cheaper than add.at
-            if on_path[parents[node]]:
-                lv, bk = levels[node], buckets[node]
-                self.tried[lv, bk] += 1.0
-                self.kept[lv, bk] += on_path[node]
-                self.table[lv, bk] = self.kept[lv, bk] / self.tried[lv, bk]
+    def observe(self, parents: np.ndarray, depths: np.ndarray, tokens: np.ndarray,
+                levels: np.ndarray, buckets: np.ndarray, emitted: np.ndarray) -> int:
+        """Learn from a searched tree (node 0 the root) and the tokens the model emitted
+        after the root; returns how many nodes that tested."""
+        return observe_tree(parents, depths, tokens, levels, buckets, emitted,
+                            self.tried, self.kept, self.table)

@@ -26,6 +26,13 @@ PRIOR_VERSION = 2
 UNIGRAM_TOP = 8
 PRIOR_MASS = 0.6  # of one online observation
 STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supported
+# Trust: realised / predicted accepted tokens of recent drafts. A tree is chosen because
+# its estimate is high, so estimates of chosen trees run optimistic, more so in some
+# conversations than in others. Each step keeps TRUST_MEMORY of the sums, which start
+# from (and, while nothing is drafted, drift back to) TRUST_PRIOR tokens of each.
+TRUST_MEMORY = 0.9
+TRUST_PRIOR = 2.0
+TRUST_MAX = 1.2
 
 
 def _corpus_identity(files: list[Path]) -> str:
@@ -96,7 +103,8 @@ class AdedSpeculator:
         self._o_bkt = np.zeros(cap, np.int32)
         self._uni_tok = np.zeros(UNIGRAM_TOP, np.int32)
         self._uni_p = np.zeros(UNIGRAM_TOP, np.float64)
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self._searched = 0  # nodes of the last search, in self._o_*, awaiting its outcome
+        self._predicted = self._realised = TRUST_PRIOR
 
     @classmethod
     def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
@@ -119,15 +127,23 @@ class AdedSpeculator:
     def warm_up(self) -> None:
         """Run the drafter once at load, so Numba compiles (or loads its cache) here
         rather than in the middle of the first answer. Learns nothing."""
-        real = self.model
-        self.model = TrigramModel(real.vocab, max_mb=0.01, k=real.k)  # same array types
+        real = self.model, self.accept, self.cost
+        self.model = TrigramModel(real[0].vocab, max_mb=0.01, k=real[0].k)  # same types
+        self.accept, self.cost = AcceptanceModel(), CostModel(real[2].cost.copy())
         try:
             self.begin([0, 1, 2, 0, 1])
-            self.propose([0, 1], 8)
+            tree = self.propose([0, 1], 8)
+            self.learn([0, 1, 2], 1, tree, 1, 0.0)
         finally:
-            self.model = real
+            self.model, self.accept, self.cost = real
             self.learned = []
+            self._searched = 0
+            self._predicted = self._realised = TRUST_PRIOR
             self._refresh_unigram()
+
+    @property
+    def trust(self) -> float:
+        return min(TRUST_MAX, self._realised / self._predicted)
 
     @property
     def table_mb(self) -> float:
@@ -146,11 +162,12 @@ class AdedSpeculator:
         m = self.model
         return (m.keys.copy(), m.toks.copy(), m.wts.copy(), m.totals.copy(), m.used.copy(),
                 m.uni.copy(), m.inc, self.accept.tried.copy(), self.accept.kept.copy(),
-                list(self.learned))
+                list(self.learned), self._predicted, self._realised)
 
     def restore(self, snap: tuple) -> None:
         m = self.model
-        (keys, toks, wts, totals, used, uni, m.inc, tried, kept, learned) = snap
+        (keys, toks, wts, totals, used, uni, m.inc, tried, kept, learned,
+         self._predicted, self._realised) = snap
         for dst, src in ((m.keys, keys), (m.toks, toks), (m.wts, wts), (m.totals, totals),
                          (m.used, used), (m.uni, uni), (self.accept.tried, tried),
                          (self.accept.kept, kept)):
@@ -183,33 +200,33 @@ class AdedSpeculator:
         a = history[-2] if len(history) >= 2 else -1
         m = self.model
         self._step += 1
-        n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok, self._uni_p,
-                       m.vocab, STRONG_ROW * m.inc, self.accept.table, a, history[-1],
-                       self._n_sims,
-                       self.max_depth, self.c1, self.c2, self._step, self.cost.cost,
-                       min(self.max_nodes, room - 1), self._o_tok, self._o_par,
-                       self._o_dep, self._o_pathp, self._o_lev, self._o_bkt)
-        self._last = (self._o_lev[:n].copy(), self._o_bkt[:n].copy())
-        return DraftTree(self._o_tok[:n].copy(), self._o_par[:n].copy(),
-                         self._o_dep[:n].copy(), self._o_pathp[:n].astype(np.float32))
+        keep, n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok,
+                             self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
+                             history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
+                             self._step, self.cost.cost, min(self.max_nodes, room - 1),
+                             self.trust,
+                             self._o_tok, self._o_par, self._o_dep, self._o_pathp,
+                             self._o_lev, self._o_bkt)
+        self._searched = n
+        return DraftTree(self._o_tok[:keep].copy(), self._o_par[:keep].copy(),
+                         self._o_dep[:keep].copy(), self._o_pathp[:keep].astype(np.float32))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float) -> None:
-        """Learn the newly verified tokens, the acceptance of this tree, and its cost."""
+        """Learn the newly verified tokens, what they say about every searched node (drafted
+        or not), and the cost of the verified tree."""
         start = len(history) - n_new
-        self.model.learn(np.asarray(history[max(0, start - 2):], np.int32), start=2)
+        seq = np.asarray(history[max(0, start - 2):], np.int32)
+        self.model.learn(seq, start=2)
         self.learned += history[start:]
         self.cost.observe(len(tree), decode_s)
-        if self._last is not None and len(tree) > 1:
-            levels, buckets = self._last
-            self.accept.observe(tree.parents, levels, buckets,
-                                self._path(tree, history, kept, n_new))
-
-    @staticmethod
-    def _path(tree: DraftTree, history: list[int], kept: int, n_new: int) -> list[int]:
-        """Tree nodes on the accepted branch: follow the emitted tokens from the root."""
-        emitted = history[len(history) - n_new:]
-        path = [0]
-        for tok in emitted[: kept - 1]:
-            path.append(tree.child(path[-1], tok))
-        return path
+        drafted = len(tree) > 1
+        self._predicted = TRUST_MEMORY * self._predicted + (
+            float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+        self._realised = TRUST_MEMORY * self._realised + (
+            kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+        n = self._searched
+        if n > 1:
+            self.accept.observe(self._o_par[:n], self._o_dep[:n], self._o_tok[:n],
+                                self._o_lev[:n], self._o_bkt[:n], seq[-n_new:])
+            self._searched = 0

@@ -74,12 +74,27 @@ def _bucket(p):
 
 
 @nb.njit(cache=True)
+def worth_searching(q_best, cost, limit, trust):
+    """Whether any tree of up to `limit` nodes could beat plain decoding when the root's
+    likeliest child is accepted with probability q_best: every node's path probability is
+    at most its depth-1 ancestor's, so k nodes add at most k * q_best expected tokens."""
+    for k in range(1, limit + 1):
+        if (1.0 + trust * k * q_best) * cost[1] > cost[k + 1]:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes,
+               cost, max_nodes, trust,
                o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
-    """Search from the root (ctx_a, root_tok); write the chosen tree to o_* (node 0 is the
-    root) and return its size. cost[n] is the measured seconds to verify n tokens."""
+    """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
+    the root), best first, and return (draft size, nodes written): the draft is the first
+    nodes. cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
+    accepted tokens (the share of its predictions the drafter has recently realised).
+    When the root's candidates cannot pay for any tree, the search stops after expanding
+    the root, whose children are still written out for the calibration."""
     np.random.seed(seed)
     M = 1 + n_sims * MAX_CHILDREN
     tok = np.empty(M, np.int32)
@@ -136,6 +151,13 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
                 lev[n], bkt[n] = level, b
                 n += 1
             nchild[node] = n - first[node]
+            if node == 0:
+                q_best = 0.0
+                for c in range(first[0], n):
+                    q_best = max(q_best, prior[c])
+                if not worth_searching(q_best, cost, min(max_nodes, cost.shape[0] - 2),
+                                       trust):
+                    break
         # evaluation: expected accepted tokens along the path, then a sampled rollout
         reward = 0.0
         for i in range(1, plen):
@@ -173,16 +195,18 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         v = order[k - 1]
         if visits[v] == 0:
             break
-        expect += pathp[v]
+        expect += trust * pathp[v]
         rate = expect / cost[k + 1]
         if rate > best_rate:
             best_k, best_rate = k, rate
-    # write out, renumbered
+    # write out the ranking, renumbered: its first best_k nodes are the draft, and the
+    # rest (searched, not worth verifying) still teach the acceptance calibration
+    n_out = min(o_tok.shape[0] - 1, cost.shape[0] - 2, order.shape[0])
     remap = np.full(n, -1, np.int32)
     remap[0] = 0
     o_tok[0], o_parent[0], o_depth[0], o_pathp[0], o_level[0], o_bucket[0] = \
         root_tok, -1, 0, 1.0, 0, 0
-    for i in range(best_k):
+    for i in range(n_out):
         v = order[i]
         remap[v] = i + 1
         o_tok[i + 1] = tok[v]
@@ -191,4 +215,4 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         o_pathp[i + 1] = pathp[v]
         o_level[i + 1] = lev[v]
         o_bucket[i + 1] = bkt[v]
-    return best_k + 1
+    return best_k + 1, n_out + 1

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.acceptance import AcceptanceModel
+from engine.acceptance import DECAY, AcceptanceModel
 from engine.cost import MAX_TREE, CostModel
 
 
@@ -30,12 +30,50 @@ def test_cost_roundtrip(tmp_path):
 def test_acceptance_learns_from_tested_nodes_only():
     a = AcceptanceModel()
     before = a.table.copy()
+    #            root  1   2   3   4
     parents = np.array([-1, 0, 0, 1, 3], np.int32)
+    depths = np.array([0, 1, 1, 2, 3], np.int32)
+    tokens = np.array([7, 11, 12, 13, 14], np.int32)
     levels = np.zeros(5, np.int32)
-    buckets = np.array([0, 9, 2, 5, 5], np.int32)
-    for _ in range(50):
-        a.observe(parents, levels, buckets, path=[0, 1])  # node 1 kept, 2 and 3 rejected
+    buckets = np.array([0, 9, 2, 5, 6], np.int32)
+    for _ in range(50):  # the model emitted 11 then 99: node 1 kept, 2 and 3 rejected
+        assert a.observe(parents, depths, tokens, levels, buckets,
+                         np.array([11, 99], np.int32)) == 3
     assert a.table[0, 9] > before[0, 9]
     assert a.table[0, 2] < before[0, 2]
     assert a.table[0, 5] < before[0, 5]  # node 3 was tested (parent 1 kept) and rejected
-    assert a.tried[0, 5] == AcceptanceModel.PRIOR_WEIGHT + 50  # node 4 never tested
+    assert a.tried[0, 6] == AcceptanceModel.PRIOR_WEIGHT  # node 4 never tested
+
+
+def test_acceptance_learns_beyond_what_was_verified():
+    """One emitted token (a plain step) tests only depth 1; three test a whole branch,
+    whether or not the drafter had kept it for verification."""
+    parents = np.array([-1, 0, 1, 2], np.int32)
+    depths = np.array([0, 1, 2, 3], np.int32)
+    tokens = np.array([7, 11, 12, 13], np.int32)
+    levels = np.array([0, 0, 1, 2], np.int32)
+    buckets = np.array([0, 3, 3, 3], np.int32)
+    a = AcceptanceModel()
+    assert a.observe(parents, depths, tokens, levels, buckets, np.array([11], np.int32)) == 1
+    assert a.tried[1, 3] == AcceptanceModel.PRIOR_WEIGHT
+    assert a.observe(parents, depths, tokens, levels, buckets,
+                     np.array([11, 12, 13], np.int32)) == 3
+    w = AcceptanceModel.PRIOR_WEIGHT
+    assert np.isclose(a.tried[0, 3], (w * DECAY + 1) * DECAY + 1)  # tested twice
+    for lv in (1, 2):
+        assert np.isclose(a.tried[lv, 3], w * DECAY + 1)  # tested once, and kept
+        assert a.table[lv, 3] > AcceptanceModel().table[lv, 3]
+
+
+def test_acceptance_follows_recent_evidence():
+    """Old evidence fades: after a long run of hits, a shorter run of misses wins."""
+    parents, depths = np.array([-1, 0], np.int32), np.array([0, 1], np.int32)
+    tokens, levels, buckets = (np.array([7, 11], np.int32), np.zeros(2, np.int32),
+                               np.array([0, 5], np.int32))
+    a = AcceptanceModel()
+    for _ in range(300):
+        a.observe(parents, depths, tokens, levels, buckets, np.array([11], np.int32))
+    assert a.table[0, 5] > 0.95
+    for _ in range(40):
+        a.observe(parents, depths, tokens, levels, buckets, np.array([12], np.int32))
+    assert a.table[0, 5] < 0.5

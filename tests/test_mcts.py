@@ -69,3 +69,45 @@ def test_no_evidence_means_no_draft_on_a_cpu():
 def test_room_limits_the_tree():
     tree = trained(GPU, REPEAT).propose([9, 10], room=3)
     assert len(tree) <= 3
+
+
+def test_plain_steps_still_calibrate_the_drafter():
+    """A step the budget decodes plainly still tests the searched candidates, so a
+    pessimistic calibration can recover (it would otherwise never see a draft again)."""
+    rng = np.random.default_rng(0)
+    spec = trained(CPU, rng.integers(0, 100, size=3000).tolist())
+    history = [3, 4]
+    tree = spec.propose(history, room=64)
+    assert len(tree) == 1
+    before = spec.accept.tried.sum()
+    spec.learn(history + [5], 1, tree, 1, 0.012)
+    assert spec.accept.tried.sum() > before
+
+
+def test_search_stops_early_only_when_no_tree_can_pay():
+    from engine.mcts import worth_searching
+
+    limit = 31
+    assert not worth_searching(0.3, CPU.cost, limit, 1.0)  # CPU: 0.3 per node never pays
+    assert worth_searching(0.9, CPU.cost, limit, 1.0)
+    assert not worth_searching(0.9, CPU.cost, limit, 0.2)  # recent drafts fell far short
+    assert worth_searching(0.05, GPU.cost, limit, 1.0)  # a flat curve: anything may pay
+
+
+def test_trust_falls_with_failed_drafts_and_recovers_on_plain_steps():
+    spec = trained(GPU, REPEAT)
+    assert spec.trust == 1.0
+    history = [9, 10]
+    for _ in range(10):  # every draft rejected: the model says 99 each time
+        tree = spec.propose(history, room=64)
+        assert len(tree) > 1
+        history = history + [99]
+        spec.learn(history, 1, tree, 1, 0.010)
+        history = history + [9, 10]  # (context for the next draft, not learned)
+    low = spec.trust
+    assert low < 0.5
+    plain = DraftTree.root_only(10)
+    for _ in range(30):
+        spec._searched = 0
+        spec.learn(history, 1, plain, 1, 0.010)
+    assert spec.trust > low + 0.3
