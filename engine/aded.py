@@ -17,6 +17,7 @@ import numpy as np
 from engine.acceptance import AcceptanceModel
 from engine.backend import LlamaBackend
 from engine.cost import MAX_TREE, CostModel, load_or_measure
+from engine.lookup import TokenStream, copy_chain
 from engine.mcts import mcts_draft
 from engine.models import file_identity
 from engine.tree import DraftTree
@@ -90,7 +91,7 @@ class AdedSpeculator:
         self.max_depth = max_depth
         self.c1, self.c2 = c1, c2
         self.max_nodes = max_nodes
-        self.learned: list[int] = []  # the token stream the model has learned from
+        self.learned = TokenStream()  # the tokens the model has learned from, in order
         self.prior_tokens = 0
         self._step = 0
         self._n_sims = self._search_effort()
@@ -103,6 +104,7 @@ class AdedSpeculator:
         self._o_bkt = np.zeros(cap, np.int32)
         self._uni_tok = np.zeros(UNIGRAM_TOP, np.int32)
         self._uni_p = np.zeros(UNIGRAM_TOP, np.float64)
+        self._chain = np.zeros(max_depth, np.int32)
         self._searched = 0  # nodes of the last search, in self._o_*, awaiting its outcome
         self._predicted = self._realised = TRUST_PRIOR
 
@@ -136,7 +138,7 @@ class AdedSpeculator:
             self.learn([0, 1, 2], 1, tree, 1, 0.0)
         finally:
             self.model, self.accept, self.cost = real
-            self.learned = []
+            self.learned = TokenStream()
             self._searched = 0
             self._predicted = self._realised = TRUST_PRIOR
             self._refresh_unigram()
@@ -162,7 +164,7 @@ class AdedSpeculator:
         m = self.model
         return (m.keys.copy(), m.toks.copy(), m.wts.copy(), m.totals.copy(), m.used.copy(),
                 m.uni.copy(), m.inc, self.accept.tried.copy(), self.accept.kept.copy(),
-                list(self.learned), self._predicted, self._realised)
+                self.learned.tokens.copy(), self._predicted, self._realised)
 
     def restore(self, snap: tuple) -> None:
         m = self.model
@@ -173,19 +175,17 @@ class AdedSpeculator:
                          (self.accept.kept, kept)):
             dst[...] = src
         self.accept.table = self.accept.kept / self.accept.tried
-        self.learned = list(learned)
+        self.learned.set(learned)
         self._refresh_unigram()
 
     # -- Speculator interface -----------------------------------------------------------
 
     def begin(self, prompt: list[int]) -> None:
         """Learn the prompt's tri-grams, skipping what earlier turns already taught."""
-        same = 0
-        n = min(len(prompt), len(self.learned))
-        while same < n and prompt[same] == self.learned[same]:
-            same += 1
-        self.model.learn(np.asarray(prompt, np.int32), start=max(2, same))
-        self.learned = list(prompt)
+        toks = np.asarray(prompt, np.int32)
+        same = self.learned.common_prefix(toks)
+        self.model.learn(toks, start=max(2, same))
+        self.learned.set(toks)
         self._refresh_unigram()
         self._n_sims = self._search_effort()
 
@@ -200,11 +200,15 @@ class AdedSpeculator:
         a = history[-2] if len(history) >= 2 else -1
         m = self.model
         self._step += 1
+        self.learned.sync(history)  # the root: sampled after the last learn
+        chain_len, chain_match = copy_chain(self.learned.buf, len(self.learned), self.max_depth,
+                               self._chain)
         keep, n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok,
                              self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
                              history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                              self._step, self.cost.cost, min(self.max_nodes, room - 1),
-                             self.trust,
+                             self.trust, self._chain, chain_len,
+                             chain_match,
                              self._o_tok, self._o_par, self._o_dep, self._o_pathp,
                              self._o_lev, self._o_bkt)
         self._searched = n
@@ -218,7 +222,9 @@ class AdedSpeculator:
         start = len(history) - n_new
         seq = np.asarray(history[max(0, start - 2):], np.int32)
         self.model.learn(seq, start=2)
-        self.learned += history[start:]
+        if len(self.learned) != start:  # a learn without its propose (tests, warm-up)
+            self.learned.set(np.asarray(history[:start], np.int32))
+        self.learned.extend(seq[len(seq) - n_new:])
         self.cost.observe(len(tree), decode_s)
         drafted = len(tree) > 1
         self._predicted = TRUST_MEMORY * self._predicted + (

@@ -15,12 +15,15 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from engine.lookup import match_bucket
 from engine.trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
-# back-off, 3: the unigram back-off. Calibration is kept per level: a context seen once
-# says "100%" far more often than it is right.
-N_LEVELS = 4
+# back-off, 3: the unigram back-off, 4: the copy chain (engine.lookup), bucketed by how
+# many tokens of context its match covers. Calibration is kept per level: a context seen
+# once says "100%" far more often than it is right.
+N_LEVELS = 5
+COPY_LEVEL = 4
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
 MAX_CHILDREN = 8
 MIN_PRIOR = 0.01
@@ -87,16 +90,18 @@ def worth_searching(q_best, cost, limit, trust):
 @nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes, trust,
+               cost, max_nodes, trust, chain, chain_len, chain_match,
                o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
     """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
     the root), best first, and return (draft size, nodes written): the draft is the first
     nodes. cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
     accepted tokens (the share of its predictions the drafter has recently realised).
     When the root's candidates cannot pay for any tree, the search stops after expanding
-    the root, whose children are still written out for the calibration."""
+    the root, whose children are still written out for the calibration. chain[:chain_len]
+    is the copy chain after the root, found by a match of chain_match tokens: on its path,
+    its token is always a candidate."""
     np.random.seed(seed)
-    M = 1 + n_sims * MAX_CHILDREN
+    M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)
     dep = np.empty(M, np.int32)
@@ -110,12 +115,14 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     first = np.full(M, -1, np.int32)
     nchild = np.zeros(M, np.int32)
     expanded = np.zeros(M, np.bool_)
+    on_chain = np.zeros(M, np.bool_)
     cand_t = np.empty(toks.shape[1] + uni_tok.shape[0], np.int32)
     cand_p = np.empty(toks.shape[1] + uni_tok.shape[0], np.float64)
     path = np.empty(max_depth + 2, np.int32)
 
     tok[0], par[0], dep[0], prior[0], pathp[0], ca[0] = root_tok, -1, 0, 1.0, 1.0, ctx_a
     lev[0], bkt[0] = 0, 0
+    on_chain[0] = chain_len > 0
     n = 1
     for _ in range(n_sims):
         # selection
@@ -141,14 +148,24 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
             m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
                                    strong, ca[node], tok[node], cand_t, cand_p)
             first[node] = n
-            for j in range(m):
-                if cand_p[j] < MIN_PRIOR or n >= M:
+            d = dep[node]
+            copy_tok = chain[d] if on_chain[node] and d < chain_len else -1
+            for j in range(m + 1):
+                if j < m:
+                    if cand_p[j] < MIN_PRIOR or n >= M:
+                        continue
+                    t, b, lv = cand_t[j], _bucket(cand_p[j]), level
+                    if t == copy_tok:
+                        lv, b, copy_tok = COPY_LEVEL, match_bucket(chain_match + d), -2
+                elif copy_tok >= 0 and n < M:  # a copy the tri-gram did not rank
+                    t, b, lv = copy_tok, match_bucket(chain_match + d), COPY_LEVEL
+                else:
                     break
-                b = _bucket(cand_p[j])
-                q = calib[level, b]
-                tok[n], par[n], dep[n] = cand_t[j], node, dep[node] + 1
+                q = calib[lv, b]
+                tok[n], par[n], dep[n] = t, node, d + 1
                 prior[n], pathp[n], ca[n] = q, pathp[node] * q, tok[node]
-                lev[n], bkt[n] = level, b
+                lev[n], bkt[n] = lv, b
+                on_chain[n] = lv == COPY_LEVEL
                 n += 1
             nchild[node] = n - first[node]
             if node == 0:

@@ -1,0 +1,75 @@
+"""The copy lookup: the longest earlier match of the newest tokens, and its chain in the
+draft tree."""
+
+import numpy as np
+
+from engine.aded import AdedSpeculator
+from engine.cost import CostModel
+from engine.lookup import MAX_MATCH, MIN_MATCH, TokenStream, copy_chain, match_bucket
+from engine.mcts import COPY_LEVEL
+
+
+def chain(tokens, max_len=8):
+    buf = np.asarray(tokens, np.int32)
+    out = np.zeros(max_len, np.int32)
+    k, m = copy_chain(buf, len(buf), max_len, out)
+    return out[:k].tolist(), m
+
+
+def test_longest_match_wins_over_a_more_recent_shorter_one():
+    #        an old long match         a recent short one        the newest tokens
+    toks = [9, 1, 2, 3, 4, 50, 51, 52] + [7, 3, 4, 60, 61] + [9, 1, 2, 3, 4]
+    assert chain(toks) == ([50, 51, 52, 7, 3, 4, 60, 61], 5)
+
+
+def test_most_recent_among_equal_matches_and_the_end_of_the_stream():
+    toks = [1, 2, 3, 10, 11] + [1, 2, 3, 20] + [1, 2, 3]
+    assert chain(toks) == ([20, 1, 2, 3], 3)  # the chain may run into the newest tokens
+
+
+def test_no_chain_below_the_minimum_match():
+    assert chain([5, 6, 7, 8, 1, 2, 40, 9, 2]) == ([], 0)  # only "2" repeats
+    assert chain([1, 2]) == ([], 0)
+    assert MIN_MATCH == 3
+
+
+def test_matches_are_capped_and_bucketed_monotonically():
+    toks = list(range(100)) * 2
+    got, m = chain(toks[:-50], max_len=4)  # the newest 50 tokens matched 100 back
+    assert m == MAX_MATCH and got == toks[50:54]
+    buckets = [match_bucket(m) for m in range(MIN_MATCH, 60)]
+    assert buckets[0] == 0 and buckets[-1] == 9
+    assert all(b2 >= b1 for b1, b2 in zip(buckets, buckets[1:], strict=False))
+
+
+def test_token_stream_grows_syncs_and_compares():
+    s = TokenStream(capacity=2)
+    s.set(np.array([1, 2, 3], np.int32))
+    s.extend([4, 5])
+    s.sync([1, 2, 3, 4, 5, 6])
+    assert s.tokens.tolist() == [1, 2, 3, 4, 5, 6]
+    assert s.common_prefix(np.array([1, 2, 9], np.int32)) == 2
+    assert s.common_prefix(np.array([1, 2], np.int32)) == 2
+
+
+def test_the_copy_chain_enters_the_tree_where_the_trigram_is_unsure():
+    """After (2, 3) the tri-gram has seen 10, 20, 30 and 40 equally often; only the
+    longer context says this is the copy that continued with 30, 31, 32."""
+    flat = CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
+    spec = AdedSpeculator(vocab=100, cost=flat, max_mb=1.0)
+    text = []
+    for lead, nxt in ((70, 10), (71, 20), (72, 30), (73, 40)):
+        text += [lead, 2, 3, nxt, nxt + 1, nxt + 2, 99]
+    spec.begin(text * 3)
+    tree = spec.propose(text * 3 + [72, 2, 3], room=64)
+    tree.check()
+    copy = tree.child(0, 30)
+    assert copy > 0 and spec._o_lev[copy] == COPY_LEVEL
+    for other in (10, 20, 40):  # the copy outranks the tri-gram's equal alternatives
+        alt = tree.child(0, other)
+        assert alt < 0 or tree.probs[alt] < tree.probs[copy]
+    node = copy
+    for want in (31, 32):  # and the chain goes on as a branch
+        node = tree.child(node, want)
+        assert node > 0
