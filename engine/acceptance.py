@@ -57,8 +57,10 @@ class AcceptanceModel:
         scale = np.array([1.0, 0.5, 0.5, 0.2, 1.0])[:, None]  # weak and back-off rows
         self.tried = np.full((N_LEVELS, N_BUCKETS), self.PRIOR_WEIGHT)
         self.kept = self.tried * centers[None, :] * scale
-        # copies, by the length of their match: a 3-token match is often chance
-        self.kept[COPY_LEVEL] = self.tried[COPY_LEVEL] * np.linspace(0.3, 0.9, N_BUCKETS)
+        # copies, by the length of their match (a 3-token match is often chance) and
+        # whether the tri-gram agrees (engine.lookup.match_bucket)
+        self.kept[COPY_LEVEL] = self.tried[COPY_LEVEL] * np.array(
+            [0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95])
         self.table = self.kept / self.tried
 
     def observe(self, parents: np.ndarray, depths: np.ndarray, tokens: np.ndarray,

@@ -33,7 +33,7 @@ STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supp
 # from (and, while nothing is drafted, drift back to) TRUST_PRIOR tokens of each.
 TRUST_MEMORY = 0.9
 TRUST_PRIOR = 2.0
-TRUST_MAX = 1.2
+TRUST_MAX = 1.0
 
 
 def _corpus_identity(files: list[Path]) -> str:

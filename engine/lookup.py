@@ -44,20 +44,20 @@ def copy_chain(buf, n, max_len, out):
 
 
 @nb.njit(cache=True, inline="always")
-def match_bucket(m):
-    """Calibration bucket of a copy whose context matched m tokens: 3, 4, 5, 6, 7-8,
-    9-11, 12-15, 16-22, 23-31, 32 and more."""
-    if m <= 6:
-        return max(0, m - MIN_MATCH)
-    if m <= 8:
-        return 4
-    if m <= 11:
-        return 5
-    if m <= 15:
-        return 6
-    if m <= 22:
-        return 7
-    return 8 if m < MAX_MATCH else 9
+def match_bucket(m, agrees):
+    """Calibration bucket of a copy whose context matched m tokens (3, 4-5, 6-8, 9-15,
+    16 and more), plus 5 when the tri-gram's likeliest next token is the same."""
+    if m <= 3:
+        g = 0
+    elif m <= 5:
+        g = 1
+    elif m <= 8:
+        g = 2
+    elif m <= 15:
+        g = 3
+    else:
+        g = 4
+    return g + 5 if agrees else g
 
 
 class TokenStream:

@@ -20,8 +20,8 @@ from engine.trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
 # back-off, 3: the unigram back-off, 4: the copy chain (engine.lookup), bucketed by how
-# many tokens of context its match covers. Calibration is kept per level: a context seen
-# once says "100%" far more often than it is right.
+# many tokens of context its match covers and whether the tri-gram agrees. Calibration
+# is kept per level: a context seen once says "100%" far more often than it is right.
 N_LEVELS = 5
 COPY_LEVEL = 4
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
@@ -156,9 +156,10 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
                         continue
                     t, b, lv = cand_t[j], _bucket(cand_p[j]), level
                     if t == copy_tok:
-                        lv, b, copy_tok = COPY_LEVEL, match_bucket(chain_match + d), -2
+                        lv, b = COPY_LEVEL, match_bucket(chain_match + d, j == 0)
+                        copy_tok = -2  # placed
                 elif copy_tok >= 0 and n < M:  # a copy the tri-gram did not rank
-                    t, b, lv = copy_tok, match_bucket(chain_match + d), COPY_LEVEL
+                    t, b, lv = copy_tok, match_bucket(chain_match + d, False), COPY_LEVEL
                 else:
                     break
                 q = calib[lv, b]

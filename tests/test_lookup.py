@@ -37,9 +37,10 @@ def test_matches_are_capped_and_bucketed_monotonically():
     toks = list(range(100)) * 2
     got, m = chain(toks[:-50], max_len=4)  # the newest 50 tokens matched 100 back
     assert m == MAX_MATCH and got == toks[50:54]
-    buckets = [match_bucket(m) for m in range(MIN_MATCH, 60)]
-    assert buckets[0] == 0 and buckets[-1] == 9
-    assert all(b2 >= b1 for b1, b2 in zip(buckets, buckets[1:], strict=False))
+    for agrees, lo, hi in ((False, 0, 4), (True, 5, 9)):
+        buckets = [match_bucket(m, agrees) for m in range(MIN_MATCH, 60)]
+        assert buckets[0] == lo and buckets[-1] == hi
+        assert all(b2 >= b1 for b1, b2 in zip(buckets, buckets[1:], strict=False))
 
 
 def test_token_stream_grows_syncs_and_compares():
