@@ -1,8 +1,8 @@
 """The Textual chat app: conversations on the left, the streaming answer in the middle,
 the live speed and acceptance bar at the bottom.
 
-The engine runs on a thread worker and reports through messages, batched at about 20
-per second, so the UI never holds generation back. Widgets never call the engine.
+The engine runs on a thread worker and reports through messages, batched at four a
+second, so the UI never holds generation back. Widgets never call the engine.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ from engine.session import ChatSession
 from engine.stats import AnswerStats
 from engine.template import Message
 
-STREAM_INTERVAL_S = 0.1  # UI updates per answer: at most 10 a second (see BENCHMARKS.md)
+# UI updates while streaming: at most four a second. Re-rendering the growing Markdown
+# costs CPU that llama.cpp feels even on a core of its own (on a 2-vCPU machine the app
+# decoded at 91% of headless speed with ten updates a second, 97% with four, 99% with
+# one; BENCHMARKS.md).
+STREAM_INTERVAL_S = 0.25
 SAVE_INTERVAL_S = 2.0  # a streaming answer is saved at least this often
 MAX_TITLE = 40
 
