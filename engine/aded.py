@@ -227,12 +227,13 @@ class AdedSpeculator:
         self.learned.extend(seq[len(seq) - n_new:])
         self.cost.observe(len(tree), decode_s)
         drafted = len(tree) > 1
-        self._predicted = TRUST_MEMORY * self._predicted + (
-            float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
-        self._realised = TRUST_MEMORY * self._realised + (
-            kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+        if n_new:  # (a step that stopped at a near-tie before its root says nothing)
+            self._predicted = TRUST_MEMORY * self._predicted + (
+                float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+            self._realised = TRUST_MEMORY * self._realised + (
+                kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
         n = self._searched
         if n > 1:
             self.accept.observe(self._o_par[:n], self._o_dep[:n], self._o_tok[:n],
-                                self._o_lev[:n], self._o_bkt[:n], seq[-n_new:])
+                                self._o_lev[:n], self._o_bkt[:n], seq[len(seq) - n_new:])
             self._searched = 0

@@ -27,6 +27,10 @@ from engine.verify import verify_tree
 
 DEFAULT_SETTINGS = SamplingSettings()
 PLAIN_WINDOW = 64  # one-token steps behind the plain rate
+# Greedy verification treats a top-2 logit gap below this as a tie that a batch's
+# slightly different arithmetic may have decided (engine.verify); the divergences from
+# plain decoding measured in BENCHMARKS.md were at gaps of 0.002-0.16.
+TIE_GAP = 0.25
 PLAIN_MIN_STEPS = 8
 
 
@@ -226,6 +230,7 @@ class ChatSession:
         output = [pending]
         history = list(prompt) + [pending]
         decoder = StreamDecoder(backend.piece)
+        tied = False  # the last step stopped at a near-tie: decode the next token alone
         yield Chunk(decoder.feed([pending]), [pending], None, stats)
 
         try:
@@ -245,23 +250,25 @@ class ChatSession:
                     stats.finish_reason = "context full"
                     break
                 t_step, cpu_step = time.perf_counter(), time.thread_time()
-                if spec is not None:
+                if spec is not None and not tied:
                     tree = spec.propose(history, min(room, backend.n_batch))
                 else:
                     tree = DraftTree.root_only(pending)
-                emitted, kept, decode_s = verify_tree(
-                    backend, tree, n_past, sampler, settings.max_tokens - len(output),
-                    logit_gaps,
-                )
-                self.kv_tokens.append(pending)
-                self.kv_tokens += emitted[: kept - 1]
-                pending = emitted[-1]
+                v = verify_tree(backend, tree, n_past, sampler,
+                                settings.max_tokens - len(output), logit_gaps,
+                                TIE_GAP if settings.greedy else 0.0)
+                emitted, decode_s, tied = v.emitted, v.decode_s, v.tie
+                if v.kept:
+                    self.kv_tokens.append(pending)
+                    self.kv_tokens += emitted[: v.kept - 1]
+                if emitted:
+                    pending = emitted[-1]
                 output += emitted
                 history += emitted
                 if spec is not None:
-                    spec.learn(history, len(emitted), tree, kept, decode_s)
+                    spec.learn(history, len(emitted), tree, v.accepted + 1, decode_s)
                 step = StepStats(
-                    emitted=len(emitted), drafted=len(tree) - 1, accepted=kept - 1,
+                    emitted=len(emitted), drafted=len(tree) - 1, accepted=v.accepted,
                     decode_s=decode_s,
                     host_s=time.perf_counter() - t_step - decode_s,
                     host_cpu_s=time.thread_time() - cpu_step - backend.last_decode_cpu_s,

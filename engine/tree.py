@@ -71,17 +71,22 @@ def accept_walk(
     sample_at: Callable[[int], int],
     is_stop: Callable[[int], bool],
     max_emit: int,
+    trusted: Callable[[int], bool] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Walk from the root, drawing the model's token at each node and descending while a
     child holds it. Returns (emitted tokens, path of nodes whose tokens are now verified).
 
     Every emitted token is the model's own draw at its verification logits, so the text
-    is what plain decoding draws from the same logits and sampler state.
+    is what plain decoding draws from the same logits and sampler state. When `trusted`
+    says no for a node, the walk stops there without drawing: the path then ends one node
+    beyond the emitted tokens, and that node's successor is left to a later decode.
     """
     node = 0
     emitted: list[int] = []
     path = [0]
     while len(emitted) < max_emit:
+        if trusted is not None and not trusted(node):
+            break
         tok = sample_at(node)
         emitted.append(tok)
         if is_stop(tok):

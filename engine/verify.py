@@ -1,15 +1,43 @@
 """One verification step: the whole draft tree in one llama_decode, then the KV cache
-trimmed to the branch the model kept. Knows nothing of how the tree was made."""
+trimmed to the branch the model kept. Knows nothing of how the tree was made.
+
+llama.cpp computes a batch with other kernels than a single token (BENCHMARKS.md), so a
+batch's logits differ from plain decoding's in the last bits. Where greedy decoding's
+top two logits nearly tie, that can flip the choice; with `tie_gap` set, the walk stops
+before such a node and leaves its successor to a one-token decode, as plain decoding
+would compute it.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine.backend import LlamaBackend
 from engine.sampling import Sampler
 from engine.tree import DraftTree, accept_walk
+
+
+@dataclass
+class Verified:
+    emitted: list[int]  # the model's tokens, in order
+    kept: int  # tree nodes now in sequence 0 of the cache (the root first)
+    accepted: int  # drafted tokens the model agreed with
+    decode_s: float  # seconds inside llama_decode
+    tie: bool  # stopped at a near-tie: the next step must decode one token alone
+
+
+def top2_gap(row: np.ndarray) -> float:
+    """The top logit minus the runner-up (0 for an exact tie). Sets the maximum aside for
+    a second max instead of sorting: a few microseconds on a 150k vocabulary."""
+    i = int(row.argmax())
+    top = row[i]
+    row[i] = -np.inf
+    second = row.max()
+    row[i] = top
+    return float(top - second)
 
 
 def verify_tree(
@@ -19,11 +47,14 @@ def verify_tree(
     sampler: Sampler,
     max_emit: int,
     logit_gaps: list[float] | None = None,
-) -> tuple[list[int], int, float]:
-    """Evaluate tree at positions n_past + depth; return (emitted tokens, number of
-    tree nodes now kept in sequence 0 of the cache, seconds spent in llama_decode).
+    tie_gap: float = 0.0,
+) -> Verified:
+    """Evaluate tree at positions n_past + depth, walk it, and trim the cache to the kept
+    branch. A node whose top-2 logit gap is below tie_gap (for greedy decoding of a
+    batch) ends the walk before its successor is drawn; that node is then emitted (its
+    parent chose it) but not kept, so it is the next step's root.
 
-    On return the cache holds exactly the root and the accepted drafted tokens."""
+    On return the cache holds exactly the root and the kept drafted tokens."""
     n = len(tree)
     positions = tree.depths + np.int32(n_past)
     seq_ids = n_seq = leaf_seq = None
@@ -42,10 +73,15 @@ def verify_tree(
         logit_gaps.append(float(top2[1] - top2[0]))
 
     ctx = backend.ctx_ptr
+    trusted = None
+    if tie_gap > 0 and n > 1:
+        def trusted(node: int) -> bool:
+            return top2_gap(logits[node]) >= tie_gap
     emitted, path = accept_walk(
-        tree, lambda node: sampler.sample(ctx, node, logits[node]), backend.is_eog, max_emit
+        tree, lambda node: sampler.sample(ctx, node, logits[node]), backend.is_eog, max_emit,
+        trusted,
     )
-    kept = len(path)
+    kept = len(emitted)  # the path, less a node the walk stopped at
     if n_leaves > 1:  # keep the accepted branch's sequence, renamed to 0
         s = int(leaf_seq[path[-1]])
         if s != 0:
@@ -53,4 +89,4 @@ def verify_tree(
             backend.kv_copy(s, 0, -1, -1)
         backend.kv_keep(0)
     backend.kv_remove(0, n_past + kept, -1)
-    return emitted, kept, decode_s
+    return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path))

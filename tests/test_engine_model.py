@@ -146,9 +146,9 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
         if len(tree._children) != n - 1:
             continue
         n_past = len(s.kv_tokens)
-        emitted, kept, _ = verify_tree(backend, tree, n_past, sampler, 50)
-        s.kv_tokens += [pending] + emitted[: kept - 1]
-        pending = emitted[-1]
+        v = verify_tree(backend, tree, n_past, sampler, 50)
+        s.kv_tokens += [pending] + v.emitted[: v.kept - 1]
+        pending = v.emitted[-1]
     # continue from the cache...
     cont = backend.decode(np.array([pending], np.int32),
                           np.array([len(s.kv_tokens)], np.int32)).copy()

@@ -78,6 +78,26 @@ def test_speculative_greedy_matches_plain(session):
     assert drafted > 0 and accepted > 0  # the drafter did propose and win tokens
 
 
+def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeypatch):
+    """With every node of a batch treated as a near-tie, a drafted step emits nothing and
+    the next token comes from decoding that token alone: the text is plain decoding's,
+    token for token, whatever its own near-ties."""
+    import engine.session as session_mod
+
+    monkeypatch.setattr(session_mod, "TIE_GAP", 1e9)
+    snapshot = session.speculator.snapshot()
+    try:
+        for text in PROMPTS[:2]:
+            session.reset()
+            _, plain, _ = session.answer(msgs(text), GREEDY, speculative=False)
+            session.reset()
+            _, spec, st = session.answer(msgs(text), GREEDY, speculative=True)
+            assert spec == plain
+            assert st.drafted > 0 and st.accepted == 0
+    finally:
+        session.speculator.restore(snapshot)
+
+
 class RecordingSampler(Sampler):
     """A sampler that checks each draw against the argmax of the logits it read."""
 

@@ -74,3 +74,28 @@ def test_root_only_is_plain_decoding():
     tree.check()
     emitted, path = accept_walk(tree, lambda node: 10, lambda t: False, 5)
     assert emitted == [10] and path == [0]
+
+
+def test_walk_stops_before_an_untrusted_node_without_drawing_there():
+    tree = make_tree()
+    logits = onehot([8, 0, 6, 0, 0, 11])
+    drawn = []
+
+    def sample(node):
+        drawn.append(node)
+        return int(np.argmax(logits[node]))
+
+    emitted, path = accept_walk(tree, sample, lambda t: False, 100, trusted=lambda n: n != 5)
+    assert emitted == [8, 6] and path == [0, 2, 5]  # node 5 verified, its successor not
+    assert drawn == [0, 2]  # no draw at node 5: the sampler state is plain decoding's
+    emitted, path = accept_walk(tree, sample, lambda t: False, 100, trusted=lambda n: n != 0)
+    assert emitted == [] and path == [0]
+
+
+def test_top2_gap():
+    from engine.verify import top2_gap
+
+    row = np.array([0.5, 3.0, 2.75, -1.0], np.float32)
+    assert abs(top2_gap(row) - 0.25) < 1e-6
+    assert row[1] == 3.0  # the row is left as it was
+    assert top2_gap(np.array([1.0, 4.0, 4.0], np.float32)) == 0.0
