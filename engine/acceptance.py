@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS
+from engine.mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS, OWN_COPY_LEVEL
 
 # Each observation discounts a cell's earlier ones by this factor: a cell remembers about
 # its last 30 tests, so the calibration follows the conversation (copying pasted code,
@@ -54,13 +54,14 @@ class AcceptanceModel:
 
     def __init__(self) -> None:
         centers = (np.arange(N_BUCKETS) + 0.5) / N_BUCKETS
-        scale = np.array([1.0, 0.5, 0.5, 0.2, 1.0])[:, None]  # weak and back-off rows
+        scale = np.array([1.0, 0.5, 0.5, 0.2, 1.0, 1.0])[:, None]  # weak, back-off rows
         self.tried = np.full((N_LEVELS, N_BUCKETS), self.PRIOR_WEIGHT)
         self.kept = self.tried * centers[None, :] * scale
         # copies, by the length of their match (a 3-token match is often chance) and
         # whether the tri-gram agrees (engine.lookup.match_bucket)
-        self.kept[COPY_LEVEL] = self.tried[COPY_LEVEL] * np.array(
-            [0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95])
+        copies = np.array([0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95])
+        self.kept[COPY_LEVEL] = self.tried[COPY_LEVEL] * copies
+        self.kept[OWN_COPY_LEVEL] = self.tried[OWN_COPY_LEVEL] * copies * 0.8
         self.table = self.kept / self.tried
 
     def observe(self, parents: np.ndarray, depths: np.ndarray, tokens: np.ndarray,

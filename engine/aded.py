@@ -18,7 +18,7 @@ from engine.acceptance import AcceptanceModel
 from engine.backend import LlamaBackend
 from engine.cost import MAX_TREE, CostModel, load_or_measure
 from engine.lookup import TokenStream, copy_chain
-from engine.mcts import mcts_draft
+from engine.mcts import COPY_LEVEL, OWN_COPY_LEVEL, mcts_draft
 from engine.models import file_identity
 from engine.tree import DraftTree
 from engine.trigram import TrigramModel, prior_rows
@@ -92,6 +92,7 @@ class AdedSpeculator:
         self.c1, self.c2 = c1, c2
         self.max_nodes = max_nodes
         self.learned = TokenStream()  # the tokens the model has learned from, in order
+        self._prompt_len = 0  # where this answer starts in self.learned
         self.prior_tokens = 0
         self._step = 0
         self._n_sims = self._search_effort()
@@ -186,6 +187,7 @@ class AdedSpeculator:
         same = self.learned.common_prefix(toks)
         self.model.learn(toks, start=max(2, same))
         self.learned.set(toks)
+        self._prompt_len = len(toks)
         self._refresh_unigram()
         self._n_sims = self._search_effort()
 
@@ -201,14 +203,14 @@ class AdedSpeculator:
         m = self.model
         self._step += 1
         self.learned.sync(history)  # the root: sampled after the last learn
-        chain_len, chain_match = copy_chain(self.learned.buf, len(self.learned), self.max_depth,
-                               self._chain)
+        chain_len, chain_match, chain_end = copy_chain(
+            self.learned.buf, len(self.learned), self.max_depth, self._chain)
+        copy_level = OWN_COPY_LEVEL if chain_end >= self._prompt_len else COPY_LEVEL
         keep, n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok,
                              self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
                              history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                              self._step, self.cost.cost, min(self.max_nodes, room - 1),
-                             self.trust, self._chain, chain_len,
-                             chain_match,
+                             self.trust, self._chain, chain_len, chain_match, copy_level,
                              self._o_tok, self._o_par, self._o_dep, self._o_pathp,
                              self._o_lev, self._o_bkt)
         self._searched = n

@@ -20,9 +20,10 @@ MAX_MATCH = 32  # longer matches are not told apart
 def copy_chain(buf, n, max_len, out):
     """Find the longest match (at least MIN_MATCH, the most recent among equals) of
     buf[n - m:n] ending before n - 1, and write up to max_len tokens that followed it to
-    out. Returns (the chain's length, the match length); (0, 0) when nothing matches."""
+    out. Returns (the chain's length, the match length, where the match ends); (0, 0, -1)
+    when nothing matches."""
     if n < MIN_MATCH + 1:
-        return 0, 0
+        return 0, 0, -1
     last = buf[n - 1]
     best_j, best_m = -1, MIN_MATCH - 1
     for j in range(n - 2, MIN_MATCH - 2, -1):
@@ -36,11 +37,11 @@ def copy_chain(buf, n, max_len, out):
             if m == MAX_MATCH:
                 break
     if best_j < 0:
-        return 0, 0
+        return 0, 0, -1
     k = min(max_len, n - 1 - best_j)
     for i in range(k):
         out[i] = buf[best_j + 1 + i]
-    return k, best_m
+    return k, best_m, best_j
 
 
 @nb.njit(cache=True, inline="always")

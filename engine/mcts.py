@@ -19,11 +19,14 @@ from engine.lookup import match_bucket
 from engine.trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
-# back-off, 3: the unigram back-off, 4: the copy chain (engine.lookup), bucketed by how
-# many tokens of context its match covers and whether the tri-gram agrees. Calibration
-# is kept per level: a context seen once says "100%" far more often than it is right.
-N_LEVELS = 5
+# back-off, 3: the unigram back-off, 4: a copy chain (engine.lookup) from the prompt,
+# 5: a copy chain from the answer being written (the model repeating itself), both
+# bucketed by how many tokens of context the match covers and whether the tri-gram
+# agrees. Calibration is kept per level: a context seen once says "100%" far more often
+# than it is right, and pasted text is copied more faithfully than a phrase recurs.
+N_LEVELS = 6
 COPY_LEVEL = 4
+OWN_COPY_LEVEL = 5
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
 MAX_CHILDREN = 8
 MIN_PRIOR = 0.01
@@ -90,7 +93,7 @@ def worth_searching(q_best, cost, limit, trust):
 @nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes, trust, chain, chain_len, chain_match,
+               cost, max_nodes, trust, chain, chain_len, chain_match, chain_level,
                o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
     """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
     the root), best first, and return (draft size, nodes written): the draft is the first
@@ -98,8 +101,8 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     accepted tokens (the share of its predictions the drafter has recently realised).
     When the root's candidates cannot pay for any tree, the search stops after expanding
     the root, whose children are still written out for the calibration. chain[:chain_len]
-    is the copy chain after the root, found by a match of chain_match tokens: on its path,
-    its token is always a candidate."""
+    is the copy chain after the root, found by a match of chain_match tokens, calibrated
+    at chain_level: on its path, its token is always a candidate."""
     np.random.seed(seed)
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
@@ -156,17 +159,17 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
                         continue
                     t, b, lv = cand_t[j], _bucket(cand_p[j]), level
                     if t == copy_tok:
-                        lv, b = COPY_LEVEL, match_bucket(chain_match + d, j == 0)
+                        lv, b = chain_level, match_bucket(chain_match + d, j == 0)
                         copy_tok = -2  # placed
                 elif copy_tok >= 0 and n < M:  # a copy the tri-gram did not rank
-                    t, b, lv = copy_tok, match_bucket(chain_match + d, False), COPY_LEVEL
+                    t, b, lv = copy_tok, match_bucket(chain_match + d, False), chain_level
                 else:
                     break
                 q = calib[lv, b]
                 tok[n], par[n], dep[n] = t, node, d + 1
                 prior[n], pathp[n], ca[n] = q, pathp[node] * q, tok[node]
                 lev[n], bkt[n] = lv, b
-                on_chain[n] = lv == COPY_LEVEL
+                on_chain[n] = lv == chain_level
                 n += 1
             nchild[node] = n - first[node]
             if node == 0:

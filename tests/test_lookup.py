@@ -6,13 +6,13 @@ import numpy as np
 from engine.aded import AdedSpeculator
 from engine.cost import CostModel
 from engine.lookup import MAX_MATCH, MIN_MATCH, TokenStream, copy_chain, match_bucket
-from engine.mcts import COPY_LEVEL
+from engine.mcts import COPY_LEVEL, OWN_COPY_LEVEL
 
 
 def chain(tokens, max_len=8):
     buf = np.asarray(tokens, np.int32)
     out = np.zeros(max_len, np.int32)
-    k, m = copy_chain(buf, len(buf), max_len, out)
+    k, m, _ = copy_chain(buf, len(buf), max_len, out)
     return out[:k].tolist(), m
 
 
@@ -74,3 +74,21 @@ def test_the_copy_chain_enters_the_tree_where_the_trigram_is_unsure():
     for want in (31, 32):  # and the chain goes on as a branch
         node = tree.child(node, want)
         assert node > 0
+
+
+def test_a_copy_from_the_answer_itself_is_calibrated_apart():
+    """Pasted text is copied more faithfully than an answer repeats its own phrases, so
+    a chain whose match lies in the answer being written has its own calibration."""
+    flat = CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
+    spec = AdedSpeculator(vocab=100, cost=flat, max_mb=1.0)
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    spec.begin(prompt)
+    answer = [50, 51, 52, 53, 54, 60, 50, 51, 52]
+    tree = spec.propose(prompt + answer, room=64)
+    own = tree.child(0, 53)
+    assert own > 0 and spec._o_lev[own] == OWN_COPY_LEVEL
+    spec.begin(prompt + answer)  # the next turn: that answer is now part of the prompt
+    tree = spec.propose(prompt + answer + [99, 50, 51, 52], room=64)
+    copied = tree.child(0, 99)  # what followed the latest "50 51 52": the new turn's 99
+    assert copied > 0 and spec._o_lev[copied] == COPY_LEVEL
