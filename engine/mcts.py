@@ -33,6 +33,12 @@ MIN_PRIOR = 0.01
 # A rollout stops once its path is this unlikely to be accepted: what it could still add
 # to the reward is noise, and each step is a hash lookup that usually misses the cache.
 MIN_ROLLOUT_P = 0.05
+# A draft must promise this much more speed than plain decoding. Its estimate is a guess
+# that errs both ways, but the tree kept is the one whose guess was highest, so near
+# break-even the errors that remain are the optimistic ones; where a drafted token saves
+# only a third of a token's time (one llama.cpp thread on a 2-vCPU machine), drafting
+# at the margin lost 3% (BENCHMARKS.md).
+DRAFT_MARGIN = 0.1
 
 
 @nb.njit(cache=True)
@@ -85,7 +91,7 @@ def worth_searching(q_best, cost, limit, trust):
     likeliest child is accepted with probability q_best: every node's path probability is
     at most its depth-1 ancestor's, so k nodes add at most k * q_best expected tokens."""
     for k in range(1, limit + 1):
-        if (1.0 + trust * k * q_best) * cost[1] > cost[k + 1]:
+        if (1.0 + trust * k * q_best) * cost[1] > (1.0 + DRAFT_MARGIN) * cost[k + 1]:
             return True
     return False
 
@@ -211,7 +217,7 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     # rank drafted nodes by visits (parents first on ties), then cut by expected speed
     order = np.argsort(-visits[1:n] * (n + 1) + np.arange(1, n), kind="mergesort") + 1
     limit = min(max_nodes, cost.shape[0] - 2, order.shape[0])
-    best_k, best_rate, expect = 0, 1.0 / cost[1], 1.0
+    best_k, best_rate, expect = 0, (1.0 + DRAFT_MARGIN) / cost[1], 1.0
     for k in range(1, limit + 1):
         v = order[k - 1]
         if visits[v] == 0:
