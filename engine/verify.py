@@ -69,8 +69,7 @@ def verify_tree(
                             logits=np.ones(n, np.int8))
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
-        top2 = np.partition(logits[0], -2)[-2:]
-        logit_gaps.append(float(top2[1] - top2[0]))
+        logit_gaps.append(top2_gap(logits[0]))
 
     ctx = backend.ctx_ptr
     trusted = None
