@@ -12,16 +12,18 @@ import hashlib
 import os
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
-from engine.acceptance import AcceptanceModel
+from engine.acceptance import AcceptanceModel, observe_tree
 from engine.backend import LlamaBackend
 from engine.cost import MAX_TREE, CostModel, load_or_measure
-from engine.lookup import TokenStream, copy_chain
-from engine.mcts import COPY_LEVEL, OWN_COPY_LEVEL, mcts_draft
+from engine.lookup import TokenStream
+from engine.mcts import mcts_draft
 from engine.models import file_identity
 from engine.tree import DraftTree
 from engine.trigram import TrigramModel, prior_rows
+from engine.trigram import learn as learn_trigrams
 
 PRIOR_VERSION = 2
 UNIGRAM_TOP = 8
@@ -106,6 +108,7 @@ class AdedSpeculator:
         self._uni_tok = np.zeros(UNIGRAM_TOP, np.int32)
         self._uni_p = np.zeros(UNIGRAM_TOP, np.float64)
         self._chain = np.zeros(max_depth, np.int32)
+        self._root = DraftTree.root_only(0)  # propose's answer when nothing is worth drafting
         self._searched = 0  # nodes of the last search, in self._o_*, awaiting its outcome
         self._predicted = self._realised = TRUST_PRIOR
 
@@ -203,17 +206,18 @@ class AdedSpeculator:
         m = self.model
         self._step += 1
         self.learned.sync(history)  # the root: sampled after the last learn
-        chain_len, chain_match, chain_end = copy_chain(
-            self.learned.buf, len(self.learned), self.max_depth, self._chain)
-        copy_level = OWN_COPY_LEVEL if chain_end >= self._prompt_len else COPY_LEVEL
         keep, n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok,
                              self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
                              history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                              self._step, self.cost.cost, min(self.max_nodes, room - 1),
-                             self.trust, self._chain, chain_len, chain_match, copy_level,
+                             self.trust, self.learned.buf, len(self.learned),
+                             self._prompt_len, self._chain,
                              self._o_tok, self._o_par, self._o_dep, self._o_pathp,
                              self._o_lev, self._o_bkt)
         self._searched = n
+        if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
+            self._root.tokens[0] = history[-1]
+            return self._root
         return DraftTree(self._o_tok[:keep].copy(), self._o_par[:keep].copy(),
                          self._o_dep[:keep].copy(), self._o_pathp[:keep].astype(np.float32))
 
@@ -223,10 +227,17 @@ class AdedSpeculator:
         or not), and the cost of the verified tree."""
         start = len(history) - n_new
         seq = np.asarray(history[max(0, start - 2):], np.int32)
-        self.model.learn(seq, start=2)
         if len(self.learned) != start:  # a learn without its propose (tests, warm-up)
             self.learned.set(np.asarray(history[:start], np.int32))
-        self.learned.extend(seq[len(seq) - n_new:])
+        self.learned.reserve(start + n_new)
+        m, a, n = self.model, self.accept, self._searched
+        inc, refused = absorb(m.keys, m.toks, m.wts, m.totals, m.used, m.bits, m.uni,
+                              m.vocab, m.inc, m.growth, seq, n_new, self.learned.buf, start,
+                              self._o_par, self._o_dep, self._o_tok, self._o_lev,
+                              self._o_bkt, n, a.tried, a.kept, a.table)
+        self.learned.n = start + n_new
+        m.settle(inc, refused, seq)
+        self._searched = 0
         self.cost.observe(len(tree), decode_s)
         drafted = len(tree) > 1
         if n_new:  # (a step that stopped at a near-tie before its root says nothing)
@@ -234,8 +245,21 @@ class AdedSpeculator:
                 float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
             self._realised = TRUST_MEMORY * self._realised + (
                 kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
-        n = self._searched
-        if n > 1:
-            self.accept.observe(self._o_par[:n], self._o_dep[:n], self._o_tok[:n],
-                                self._o_lev[:n], self._o_bkt[:n], seq[len(seq) - n_new:])
-            self._searched = 0
+
+
+@nb.njit(cache=True)
+def absorb(keys, toks, wts, totals, used, bits, uni, vocab, inc, growth, seq, n_new,
+           stream, n_stream, par, dep, tok, lev, bkt, n_searched, tried, kept, table):
+    """One step's learning in one call (each call from Python into Numba costs more than
+    the work, with caches cold after llama_decode): the tri-grams of seq that end at its
+    n_new verified tokens, those tokens appended to stream[n_stream:], and what they say
+    about the n_searched nodes of the last search. Returns the tri-gram model's (inc,
+    refused) for TrigramModel.settle."""
+    inc, refused = learn_trigrams(keys, toks, wts, totals, used, bits, uni, seq, 2, inc,
+                                  growth, vocab)
+    new = seq[seq.shape[0] - n_new:]
+    stream[n_stream:n_stream + n_new] = new
+    if n_searched > 1:
+        observe_tree(par[:n_searched], dep[:n_searched], tok[:n_searched],
+                     lev[:n_searched], bkt[:n_searched], new, tried, kept, table)
+    return inc, refused

@@ -71,10 +71,23 @@ class CostModel:
 
     def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
         """Blend one measured step into the table, keeping it non-decreasing in n.
-        A step far slower than expected is a stall of the machine, not the batch's cost."""
-        if 1 <= n < len(self.cost) and seconds < 2.0 * self.cost[n]:
-            self.cost[n] += alpha * (seconds - self.cost[n])
-            self.cost[:] = np.maximum.accumulate(self.cost)
+        A step far slower than expected is a stall of the machine, not the batch's cost.
+        Called every step: scalar work only, no NumPy temporaries (a few of those cost
+        more than the step's whole draft search once llama_decode has cooled the caches)."""
+        cost = self.cost
+        if not 1 <= n < len(cost):
+            return
+        old = float(cost[n])
+        if seconds >= 2.0 * old:
+            return
+        new = old + alpha * (seconds - old)
+        if new < old:  # a fall stops at the smaller size's cost
+            cost[n] = max(new, float(cost[n - 1]))
+        else:  # a rise carries on to the larger sizes it passes
+            i = n
+            while i < len(cost) and cost[i] < new:
+                cost[i] = new
+                i += 1
 
     def ratio(self, n: int) -> float:
         return float(self.cost[n] / self.cost[1])

@@ -76,20 +76,21 @@ class TokenStream:
     def tokens(self) -> np.ndarray:
         return self.buf[: self.n]
 
-    def _reserve(self, n: int) -> None:
+    def reserve(self, n: int) -> None:
+        """Room for n tokens (njit code writes into buf directly)."""
         if n > len(self.buf):
             grown = np.zeros(max(n, 2 * len(self.buf)), np.int32)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
 
     def set(self, tokens: np.ndarray) -> None:
-        self._reserve(len(tokens))
+        self.reserve(len(tokens))
         self.buf[: len(tokens)] = tokens
         self.n = len(tokens)
 
     def extend(self, tokens) -> None:
         k = len(tokens)
-        self._reserve(self.n + k)
+        self.reserve(self.n + k)
         self.buf[self.n: self.n + k] = tokens
         self.n += k
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.lookup import match_bucket
+from engine.lookup import copy_chain, match_bucket
 from engine.trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
@@ -99,17 +99,21 @@ def worth_searching(q_best, cost, limit, trust):
 @nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes, trust, chain, chain_len, chain_match, chain_level,
+               cost, max_nodes, trust, stream, n_stream, prompt_len, chain,
                o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
     """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
     the root), best first, and return (draft size, nodes written): the draft is the first
     nodes. cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
     accepted tokens (the share of its predictions the drafter has recently realised).
     When the root's candidates cannot pay for any tree, the search stops after expanding
-    the root, whose children are still written out for the calibration. chain[:chain_len]
-    is the copy chain after the root, found by a match of chain_match tokens, calibrated
-    at chain_level: on its path, its token is always a candidate."""
+    the root, whose children are still written out for the calibration.
+    stream[:n_stream] is the conversation so far, the root last, of which the first
+    prompt_len tokens are the prompt: the copy chain found there (engine.lookup, written
+    to the scratch array chain) is always a candidate on its own path, calibrated apart
+    for copies of the prompt and of the answer itself."""
     np.random.seed(seed)
+    chain_len, chain_match, chain_end = copy_chain(stream, n_stream, max_depth, chain)
+    chain_level = OWN_COPY_LEVEL if chain_end >= prompt_len else COPY_LEVEL
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)

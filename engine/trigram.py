@@ -170,6 +170,12 @@ class TrigramModel:
         inc, refused = learn(self.keys, self.toks, self.wts, self.totals, self.used,
                              self.bits, self.uni, seq, start, self.inc, self.growth,
                              self.vocab)
+        self.settle(inc, refused, seq)
+
+    def settle(self, inc: float, refused: bool, seq: np.ndarray) -> None:
+        """After the njit `learn` (called here or inside a larger njit step): keep the
+        growing increment finite, and when rows were refused for lack of room, evict the
+        weakest and learn the newest part of seq again."""
         self.inc = float(inc)
         if self.inc > 1e4:
             rescale(self.wts, self.totals, self.uni, np.float32(1.0 / self.inc))

@@ -19,6 +19,22 @@ def test_cost_table_is_a_robust_line_through_the_probes():
     assert np.all(np.diff(c.cost[1:]) >= 0) and c.cost[5] >= c.cost[4]
 
 
+def test_online_cost_updates_follow_the_running_maximum_rule():
+    """observe() avoids NumPy temporaries; it must still equal blending one entry and then
+    taking the running maximum of the whole table."""
+    rng = np.random.default_rng(3)
+    c = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.01, 0.02, 0.03, 0.05, 0.09, 0.17])
+    ref = c.cost.copy()
+    for _ in range(2000):
+        n = int(rng.integers(0, MAX_TREE + 3))
+        seconds = float(rng.uniform(0.0, 0.4))
+        if 1 <= n < len(ref) and seconds < 2.0 * ref[n]:
+            ref[n] += 0.3 * (seconds - ref[n])
+            ref[:] = np.maximum.accumulate(ref)
+        c.observe(n, seconds, alpha=0.3)
+        assert np.allclose(c.cost, ref, rtol=0, atol=1e-15)
+
+
 def test_cost_roundtrip(tmp_path):
     c = CostModel.from_probes([1, 32], [0.01, 0.02])
     c.save(tmp_path / "c.json")

@@ -1,6 +1,6 @@
 """What one llama_decode of n tokens costs on this machine (BENCHMARKS.md, session 3).
 
-usage (from the repository root): .venv/bin/python docs/measure/batch_cost.py [THREADS]
+usage (from the repository root): .venv/bin/python docs/measure/batch_cost.py [THREADS [MODEL]]
 """
 
 import sys
@@ -12,7 +12,8 @@ from engine.backend import LlamaBackend
 from engine.models import resolve_model
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-b = LlamaBackend(resolve_model("", None), n_ctx=1024, n_threads=threads)
+model = sys.argv[2] if len(sys.argv) > 2 else ""  # the embedded model by default
+b = LlamaBackend(resolve_model(model, None), n_ctx=1024, n_threads=threads)
 print(b.info.model_desc, f"{threads} threads")
 ctx = 128
 b.prefill([1] * ctx, 0)
