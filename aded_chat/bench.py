@@ -186,7 +186,8 @@ def run_bench(cfg, args) -> int:
     hl = None
     if "pld" in methods:
         hl = PromptLookup(info.model_path, info.n_ctx, info.n_threads, info.gpu_layers)
-    print(f"# {info.model_desc} | {info.offload} | {machine()} | ready in {ready_s:.2f} s",
+    print(f"# {info.model_desc} | {info.offload} | {info.n_threads} threads | {machine()} | "
+          f"ready in {ready_s:.2f} s",
           file=sys.stderr)
 
     results = []
@@ -232,7 +233,8 @@ def run_bench(cfg, args) -> int:
         "model": info.model_path, "model_desc": info.model_desc, "backend": info.offload,
         "machine": machine(), "ready_seconds": ready_s,
         "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
-                     "pld_draft_tokens": PLD_DRAFT_TOKENS},
+                     "pld_draft_tokens": PLD_DRAFT_TOKENS, "threads": info.n_threads,
+                     "gpu_layers": info.gpu_layers},
         "prompts": results,
         "geomean_speedup_vs_plain": _geomeans(results, methods),
     }
@@ -251,6 +253,10 @@ def run_bench(cfg, args) -> int:
         report["aded_median_host_cpu_ms"] = statistics.median(
             r["aded"]["median_host_cpu_ms"] for r in results)
         report["trigram_mb"] = session.speculator.table_mb
+        # what verifying n tokens cost by the end of the run (measured at load, refined
+        # online): the curve every drafting decision above was made against
+        cost = session.speculator.cost.cost
+        report["verify_cost_ms"] = {n: float(cost[n]) * 1e3 for n in (1, 2, 4, 8, 16)}
     print(format_report(report, methods))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=_json_default))

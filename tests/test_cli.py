@@ -100,3 +100,31 @@ def test_ask_json_from_stdin_is_deterministic_when_greedy():
     assert outs[0]["threads"] == 1
     stats = outs[0]["stats"]
     assert stats["tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["prompt_tokens"] > 0
+
+
+@pytest.mark.model
+def test_bench_writes_the_report_the_issue_specifies(tmp_path):
+    """One prompt, every method, a few tokens: the JSON has what BENCHMARKS.md is built
+    from (per prompt and method, and the top-level figures)."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "rep", "category": "edit_code", "messages": [
+        {"role": "user", "content": "Repeat exactly: a = 1\nb = 2\nc = 3\nd = 4"}]}) + "\n")
+    out = tmp_path / "bench.json"
+    r = run("bench", "--prompts", str(prompts), "--max-tokens", "12", "--threads", "2",
+            "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "geomean speedup vs plain" in r.stdout
+    rep = json.loads(out.read_text())
+    assert rep["settings"]["threads"] == 2 and rep["settings"]["temperature"] == 0.0
+    assert set(rep["geomean_speedup_vs_plain"]) == {"pld", "aded"}
+    assert rep["geomean_speedup_vs_plain"]["aded"]["edit_code"] > 0
+    assert rep["verify_cost_ms"]["1"] > 0 and rep["aded_median_host_ms"] > 0
+    (row,) = rep["prompts"]
+    for method in ("plain", "pld", "aded"):
+        assert row[method]["tokens"] > 0 and row[method]["decode_seconds"] > 0
+        assert row[method]["tokens_per_s"] > 0
+    for key in ("steps", "drafted_tokens", "accepted_tokens", "identical_to_plain"):
+        assert key in row["aded"]
+    assert "identical_to_plain" in row["pld"]
+    if not row["aded"]["identical_to_plain"]:
+        assert "divergence_index" in row["aded"] and "divergence_logit_gap" in row["aded"]
