@@ -1,13 +1,13 @@
 """Where a batch's logits differ from one-token decoding's (BENCHMARKS.md, session 4).
 
 Evaluates 700 tokens of the corpus twice after the same 32-token start: one token per
-llama_decode, then four per llama_decode, and prints the largest logit difference by
+llama_decode, then BATCH (default 4) per llama_decode, and prints the largest logit difference by
 position. With flash attention (llama.cpp's CPU default) and two threads the two agree
 bit for bit below 256 cached tokens and differ everywhere past it; with one thread, or a
 BF16 or Q8_0 KV cache, they agree everywhere.
 
 usage (from the repository root):
-  .venv/bin/python docs/measure/batch_identity.py [THREADS [KV_TYPE [MODEL]]]
+  .venv/bin/python docs/measure/batch_identity.py [THREADS [KV_TYPE [MODEL [BATCH]]]]
   KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0
 """
 
@@ -40,7 +40,7 @@ b = LlamaBackend(resolve_model(model, None), n_ctx=2048, n_threads=threads)
 print(b.info.model_desc, f"{threads} threads, KV cache {kv_type}")
 text = " ".join(f.read_text() for f in corpus_files())[:20000]
 toks = b.tokenize(text)[:700]
-start, batch = 32, 4
+start, batch = 32, int(sys.argv[4]) if len(sys.argv) > 4 else 4
 b.prefill(toks[:start], 0)
 single = []
 for i in range(start, len(toks)):
