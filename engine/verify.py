@@ -91,4 +91,26 @@ def verify_tree(
             backend.kv_copy(s, 0, -1, -1)
         backend.kv_keep(0)
     backend.kv_remove(0, n_past + kept, -1)
+    decode_s += _restore_cell_order(backend, tree, path[:kept], n_past)
     return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path))
+
+
+def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[int],
+                        n_past: int) -> float:
+    """Keep the cache's cells in position order; returns the seconds it took.
+
+    llama.cpp gives a batch's entries cells in batch order, and a later token takes the
+    first free cell. When the kept branch is not the batch's first entries (a sibling
+    that came earlier was rejected), its cells sit after a freed one, and the next token
+    would fill that hole *before* them. Attention sums over cells in cell order, so the
+    logits would then differ in the last bits from plain decoding's, which writes every
+    cell in order (BENCHMARKS.md). So the kept tokens after the first hole are evaluated
+    again, in order, into the cells from the hole on."""
+    gap = next((i for i, node in enumerate(kept_path) if node != i), len(kept_path))
+    if gap == len(kept_path):
+        return 0.0
+    backend.kv_remove(0, n_past + gap, -1)
+    tokens = tree.tokens[np.asarray(kept_path[gap:])]
+    t0 = time.perf_counter()
+    backend.decode(tokens, np.arange(n_past + gap, n_past + len(kept_path), dtype=np.int32))
+    return time.perf_counter() - t0

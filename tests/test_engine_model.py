@@ -160,6 +160,49 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     sampler.close()
 
 
+def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
+    """A tree whose kept branch is not its first entries (a rejected sibling comes first)
+    must leave the cache holding what one-token decoding would: with one thread (where a
+    batch's arithmetic is one token's, BENCHMARKS.md) the next logits are bit-identical
+    to plain decoding's. Without putting the kept cells back in order, the next token
+    would take the rejected sibling's cell, and attention would sum in another order."""
+    from engine.verify import verify_tree
+
+    b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=1)
+    try:
+        s = ChatSession(b)
+        prompt = s.prompt_tokens(ask("Name the planets of the solar system."))
+        b.prefill(prompt, 0)
+        plain_tokens, plain_logits = [], []
+        tok = int(np.argmax(b.logits_row(-1)))
+        for i in range(24):  # plain greedy decoding, one token per llama_decode
+            plain_tokens.append(tok)
+            row = b.decode(np.array([tok], np.int32), np.array([len(prompt) + i], np.int32))
+            plain_logits.append(row[0].copy())
+            tok = int(np.argmax(row[0]))
+
+        b.kv_clear()
+        b.prefill(prompt, 0)
+        sampler = Sampler(SamplingSettings(temperature=0.0), b.n_vocab)
+        n_past, i = len(prompt), 0
+        while i + 3 < len(plain_tokens):
+            right, then = plain_tokens[i + 1], plain_tokens[i + 2]
+            wrong = (right + 1) % b.n_vocab
+            # batch order: root, a wrong child, the right child, its right child
+            tree = DraftTree(np.array([plain_tokens[i], wrong, right, then], np.int32),
+                             np.array([-1, 0, 0, 2], np.int32),
+                             np.array([0, 1, 1, 2], np.int32), np.ones(4, np.float32))
+            v = verify_tree(b, tree, n_past, sampler, 50)
+            assert v.emitted == plain_tokens[i + 1: i + 4] and v.kept == 3
+            n_past += 3
+            i += 3
+        row = b.decode(np.array([plain_tokens[i]], np.int32), np.array([n_past], np.int32))
+        assert np.array_equal(row[0], plain_logits[i])
+        sampler.close()
+    finally:
+        b.close()
+
+
 def test_cost_calibration_on_the_real_model(backend):
     """The load-time calibration yields a usable table: positive, non-decreasing in the
     batch size, and it leaves the cache empty for the conversation."""
