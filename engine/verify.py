@@ -9,6 +9,9 @@ then differ from plain decoding's in the last bits (up to ~1.8), and so do the c
 entries a batch writes (BENCHMARKS.md). Where greedy decoding's top two logits nearly
 tie, that can flip the choice; with `tie_gap` set, the walk stops before such a node
 and leaves its successor to a one-token decode, as plain decoding would compute it.
+The cache's cells are kept in position order, as plain decoding writes them, because
+attention sums over cells in cell order (_restore_cell_order); with one thread the
+speculative text is then plain decoding's, token for token.
 """
 
 from __future__ import annotations
