@@ -1,10 +1,11 @@
 """One verification step: the whole draft tree in one llama_decode, then the KV cache
 trimmed to the branch the model kept. Knows nothing of how the tree was made.
 
-On a CPU, llama.cpp (0.3.36's) computes a batch with the same arithmetic as one token
-but for one kernel: with two or more threads, a single token's flash attention over 512
-or more cache cells is split across the threads and the parts are summed in another
-order (ggml-cpu ops.cpp, use_split_kv_path). Past 256 cached tokens a batch's logits
+On a CPU, llama.cpp (0.3.36's) computes a batch of the embedded model with the same
+arithmetic as one token but for one kernel: with two or more threads, a single token's
+flash attention over 512 or more cache cells is split across the threads and the parts
+are summed in another order (ggml-cpu ops.cpp, use_split_kv_path). (K-quant weights
+also change matmul kernels at eight tokens.) Past 256 cached tokens a batch's logits
 then differ from plain decoding's in the last bits (up to ~1.8), and so do the cache
 entries a batch writes (BENCHMARKS.md). Where greedy decoding's top two logits nearly
 tie, that can flip the choice; with `tie_gap` set, the walk stops before such a node
