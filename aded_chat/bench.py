@@ -234,7 +234,7 @@ def run_bench(cfg, args) -> int:
         "machine": machine(), "ready_seconds": ready_s,
         "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
                      "pld_draft_tokens": PLD_DRAFT_TOKENS, "threads": info.n_threads,
-                     "gpu_layers": info.gpu_layers},
+                     "gpu_layers": info.gpu_layers, "kv_cache": info.kv_cache},
         "prompts": results,
         "geomean_speedup_vs_plain": _geomeans(results, methods),
     }

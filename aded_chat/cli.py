@@ -35,6 +35,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     p.add_argument("--threads", type=int, metavar="N",
                    help="llama.cpp CPU threads (default: config, else one per core)")
+    p.add_argument("--kv-cache", choices=("f16", "q8_0", "bf16"), metavar="TYPE",
+                   help="KV cache number type: f16 (default), q8_0 or bf16; with q8_0 or "
+                   "bf16 a CPU computes a batch exactly as one token (slower prefill)")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
 
 
@@ -125,6 +128,7 @@ def cmd_ask(cfg, args) -> int:
         print(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
                           "backend": session.backend.info.offload,
                           "threads": session.backend.n_threads,
+                          "kv_cache": session.backend.info.kv_cache,
                           "settings": settings.as_dict(),
                           "stats": stats.as_dict() if stats else None}, ensure_ascii=False))
     else:
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.threads < 1:
                 raise UsageError("--threads must be at least 1")
             cfg = replace(cfg, threads=args.threads)
+        if getattr(args, "kv_cache", None) is not None:
+            cfg = replace(cfg, kv_cache=args.kv_cache)
         command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench}.get(
             args.command, cmd_chat)
         return command(cfg, args)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.backend import KV_CACHE_TYPES
 from engine.sampling import SamplingSettings
 
 APP = "aded-chat"
@@ -40,6 +41,7 @@ class Config:
     n_ctx: int = 4096
     n_gpu_layers: int = -1  # -1 = every layer when llama.cpp can offload, else 0
     threads: int = 0  # llama.cpp CPU threads; 0 = one per core up to 8 (the app: one fewer)
+    kv_cache: str = "f16"  # the KV cache's number type: f16, q8_0 or bf16
     speculative: bool = True
     theme: str = "textual-dark"
     system_prompt: str = "You are a helpful assistant."
@@ -91,6 +93,9 @@ def load_config(path: Path | None = None) -> Config:
             _check("top level", key, value, _TOP[key])
             if key == "threads" and value < 0:
                 raise ConfigError(f"{path}: threads = {value} must be 0 (automatic) or more")
+            if key == "kv_cache" and value not in KV_CACHE_TYPES:
+                raise ConfigError(f"{path}: kv_cache = {value!r} must be one of "
+                                  f"{', '.join(KV_CACHE_TYPES)}")
             top[key] = value
         else:
             raise ConfigError(f"{path}: unknown key {key}")
@@ -105,6 +110,9 @@ DEFAULT_CONFIG_TEXT = """\
 # n_gpu_layers = -1               # -1: all layers when llama.cpp was built with GPU offload
 # threads = 0                     # llama.cpp CPU threads; 0: one per core up to 8,
 #                                 # and in the chat app one fewer, left to the UI
+# kv_cache = "f16"                # or "q8_0": on a CPU with several threads, greedy
+#                                 # answers then equal plain decoding's token for token
+#                                 # (prefill is slower)
 # speculative = true
 # theme = "textual-dark"
 # system_prompt = "You are a helpful assistant."

@@ -48,6 +48,7 @@ def open_session(
         n_ctx=n_ctx or cfg.n_ctx,
         n_gpu_layers=n_gpu_layers if n_gpu_layers is not None else cfg.gpu_layers,
         n_threads=cfg.threads or (app_threads() if reserve_core else None),
+        kv_cache=cfg.kv_cache,
         verbose=verbose,
     )
     session = ChatSession(backend)

@@ -106,12 +106,19 @@ class BackendInfo:
     compute: str
     n_threads: int
     partial_kv_removal: bool
+    kv_cache: str = "f16"
 
     @property
     def offload(self) -> str:
         if self.gpu_layers <= 0:
             return f"{self.compute}"
         return f"{self.compute} {self.gpu_layers}/{self.n_layers} layers"
+
+
+# The KV cache's number types a user may choose (ggml_type values). f16 is llama.cpp's
+# default; with q8_0 or bf16 the CPU's flash attention never splits a single token's
+# sum across threads, so a batch is computed exactly as one token is (BENCHMARKS.md).
+KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
 
 
 class LlamaBackend:
@@ -130,6 +137,7 @@ class LlamaBackend:
         n_seq_max: int = 16,
         n_batch: int = 512,
         n_threads: int | None = None,
+        kv_cache: str = "f16",
         verbose: bool = False,
     ) -> None:
         global _backend_ready
@@ -165,6 +173,7 @@ class LlamaBackend:
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = n_seq_max
         cparams.kv_unified = True
+        cparams.type_k = cparams.type_v = KV_CACHE_TYPES[kv_cache]
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
         cparams.no_perf = True
@@ -212,6 +221,7 @@ class LlamaBackend:
             compute=compute_backend_name() if gpu_layers > 0 else "CPU",
             n_threads=self.n_threads,
             partial_kv_removal=self.partial_kv_removal,
+            kv_cache=kv_cache,
         )
 
     # -- lifetime ---------------------------------------------------------------------

@@ -109,12 +109,13 @@ class CostModel:
 
 
 def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
-    """The cached cost table for this model, threads and offload, else a fresh measurement
-    (about a second on a small model), saved for the next start."""
+    """The cached cost table for this model, threads, offload and KV cache type, else a
+    fresh measurement (about a second on a small model), saved for the next start."""
     path = None
     if cache is not None:
+        kv = "" if backend.info.kv_cache == "f16" else f"-kv{backend.info.kv_cache}"
         path = cache / (f"cost-{file_identity(Path(backend.info.model_path))}"
-                        f"-t{backend.n_threads}-g{backend.info.gpu_layers}.json")
+                        f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}.json")
         cost = CostModel.load(path)
         if cost is not None:
             return cost

@@ -57,6 +57,7 @@ def test_bench_counts_must_be_positive():
     for flag in ("--per-category", "--limit", "--repeat"):
         assert_one_line_error(run("bench", flag, "0"), f"{flag} must be at least 1")
     assert_one_line_error(run("ask", "--threads", "0", "hi"), "--threads must be at least 1")
+    assert_one_line_error(run("ask", "--kv-cache", "q4", "hi"), "invalid choice: 'q4'")
 
 
 def test_empty_prompt():
@@ -97,7 +98,7 @@ def test_ask_json_from_stdin_is_deterministic_when_greedy():
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     assert outs[0]["text"] == outs[1]["text"] and outs[0]["text"]
-    assert outs[0]["threads"] == 1
+    assert outs[0]["threads"] == 1 and outs[0]["kv_cache"] == "f16"
     stats = outs[0]["stats"]
     assert stats["tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["prompt_tokens"] > 0
 
@@ -111,11 +112,12 @@ def test_bench_writes_the_report_the_issue_specifies(tmp_path):
         {"role": "user", "content": "Repeat exactly: a = 1\nb = 2\nc = 3\nd = 4"}]}) + "\n")
     out = tmp_path / "bench.json"
     r = run("bench", "--prompts", str(prompts), "--max-tokens", "12", "--threads", "2",
-            "--json", str(out))
+            "--kv-cache", "q8_0", "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert "geomean speedup vs plain" in r.stdout
     rep = json.loads(out.read_text())
     assert rep["settings"]["threads"] == 2 and rep["settings"]["temperature"] == 0.0
+    assert rep["settings"]["kv_cache"] == "q8_0"
     assert set(rep["geomean_speedup_vs_plain"]) == {"pld", "aded"}
     assert rep["geomean_speedup_vs_plain"]["aded"]["edit_code"] > 0
     assert rep["verify_cost_ms"]["1"] > 0 and rep["aded_median_host_ms"] > 0

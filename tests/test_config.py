@@ -11,9 +11,10 @@ def test_missing_file_gives_defaults(tmp_path):
 
 def test_values_are_read(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('n_ctx = 2048\nspeculative = false\n[generation]\ntemperature = 1\nseed = 7\n')
+    p.write_text('n_ctx = 2048\nspeculative = false\nkv_cache = "q8_0"\n'
+                 '[generation]\ntemperature = 1\nseed = 7\n')
     cfg = load_config(p)
-    assert cfg.n_ctx == 2048 and cfg.speculative is False
+    assert cfg.n_ctx == 2048 and cfg.speculative is False and cfg.kv_cache == "q8_0"
     assert cfg.generation.temperature == 1.0 and cfg.generation.seed == 7
 
 
@@ -29,6 +30,7 @@ def test_syntax_error_names_the_line(tmp_path):
     ("n_ctx = 'big'\n", "n_ctx"),
     ("[generation]\ntop_q = 1\n", "top_q"),
     ("threads = -2\n", "threads"),
+    ("kv_cache = 'q4'\n", "kv_cache = 'q4' must be one of f16, q8_0, bf16"),
 ])
 def test_bad_keys_and_types(tmp_path, text, needle):
     p = tmp_path / "c.toml"
