@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from aded_chat import __version__
 from aded_chat.config import ConfigError, load_config
+from engine.backend import KV_CACHE_TYPES
 from engine.errors import EngineError
 
 EXIT_USAGE = 2
@@ -35,7 +36,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     p.add_argument("--threads", type=int, metavar="N",
                    help="llama.cpp CPU threads (default: config, else one per core)")
-    p.add_argument("--kv-cache", choices=("f16", "q8_0", "bf16"), metavar="TYPE",
+    p.add_argument("--kv-cache", choices=tuple(KV_CACHE_TYPES), metavar="TYPE",
                    help="KV cache number type: f16 (default), q8_0 or bf16; with q8_0 or "
                    "bf16 a CPU computes a batch exactly as one token (slower prefill)")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")

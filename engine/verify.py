@@ -95,7 +95,8 @@ def verify_tree(
             backend.kv_copy(s, 0, -1, -1)
         backend.kv_keep(0)
     backend.kv_remove(0, n_past + kept, -1)
-    decode_s += _restore_cell_order(backend, tree, path[:kept], n_past)
+    if n_leaves > 1:  # (a chain's kept nodes are always its first entries)
+        decode_s += _restore_cell_order(backend, tree, path[:kept], n_past)
     return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path))
 
 

@@ -53,12 +53,17 @@ def test_token_stream_grows_syncs_and_compares():
     assert s.common_prefix(np.array([1, 2], np.int32)) == 2
 
 
+def flat_cost() -> CostModel:
+    """A GPU-like curve, on which any likely draft pays (a fresh table per test: the
+    drafter refines it)."""
+    return CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
+
+
 def test_the_copy_chain_enters_the_tree_where_the_trigram_is_unsure():
     """After (2, 3) the tri-gram has seen 10, 20, 30 and 40 equally often; only the
     longer context says this is the copy that continued with 30, 31, 32."""
-    flat = CostModel.from_probes([1, 2, 4, 8, 16, 32],
-                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
-    spec = AdedSpeculator(vocab=100, cost=flat, max_mb=1.0)
+    spec = AdedSpeculator(vocab=100, cost=flat_cost(), max_mb=1.0)
     text = []
     for lead, nxt in ((70, 10), (71, 20), (72, 30), (73, 40)):
         text += [lead, 2, 3, nxt, nxt + 1, nxt + 2, 99]
@@ -79,9 +84,7 @@ def test_the_copy_chain_enters_the_tree_where_the_trigram_is_unsure():
 def test_a_copy_from_the_answer_itself_is_calibrated_apart():
     """Pasted text is copied more faithfully than an answer repeats its own phrases, so
     a chain whose match lies in the answer being written has its own calibration."""
-    flat = CostModel.from_probes([1, 2, 4, 8, 16, 32],
-                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
-    spec = AdedSpeculator(vocab=100, cost=flat, max_mb=1.0)
+    spec = AdedSpeculator(vocab=100, cost=flat_cost(), max_mb=1.0)
     prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     spec.begin(prompt)
     answer = [50, 51, 52, 53, 54, 60, 50, 51, 52]

@@ -41,15 +41,18 @@ PROMPTS = [
 ]
 
 
+def field_notes_cost() -> CostModel:
+    """The lossless tests must exercise drafting whatever this machine's load is while
+    they start, so they use a CPU's measured curve (FIELD-NOTES: 1, 2, 4, 8, 16 tokens)
+    instead of a calibration a busy moment could tilt towards plain decoding."""
+    return CostModel.from_probes([1, 2, 4, 8, 16], [0.0121, 0.0209, 0.0280, 0.0431, 0.0778])
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     backend = LlamaBackend(embedded_model_path(), n_ctx=2048)
     cache = tmp_path_factory.mktemp("cache")
-    # The lossless tests must exercise drafting whatever this machine's load is while
-    # the fixture starts, so they use this CPU's measured curve (FIELD-NOTES: 1, 2, 4, 8,
-    # 16 tokens) instead of a calibration a busy moment could tilt towards plain decoding.
-    cost = CostModel.from_probes([1, 2, 4, 8, 16], [0.0121, 0.0209, 0.0280, 0.0431, 0.0778])
-    spec = AdedSpeculator.for_backend(backend, corpus_files(), cache, cost=cost)
+    spec = AdedSpeculator.for_backend(backend, corpus_files(), cache, cost=field_notes_cost())
     yield ChatSession(backend, speculator=spec)
     backend.close()
 
@@ -114,9 +117,8 @@ def test_speculative_greedy_is_plain_greedy_exactly_where_batches_are_exact(
     backend = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=threads,
                            kv_cache=kv_cache)
     try:
-        cost = CostModel.from_probes([1, 2, 4, 8, 16], [0.0121, 0.0209, 0.0280, 0.0431,
-                                                        0.0778])
-        spec = AdedSpeculator.for_backend(backend, corpus_files(), tmp_path, cost=cost)
+        spec = AdedSpeculator.for_backend(backend, corpus_files(), tmp_path,
+                                          cost=field_notes_cost())
         s = ChatSession(backend, speculator=spec)
         long = SamplingSettings(temperature=0.0, max_tokens=300)
         # the second answer has a near-tie (top-2 gap 0.02) at token 255 of its plain text,

@@ -8,35 +8,22 @@ BF16 or Q8_0 KV cache, they agree everywhere.
 
 usage (from the repository root):
   .venv/bin/python docs/measure/batch_identity.py [THREADS [KV_TYPE [MODEL [BATCH]]]]
-  KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0
+  KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0 (engine.backend.KV_CACHE_TYPES)
 """
 
 import sys
 
-import llama_cpp
 import numpy as np
 
 from aded_chat.runtime import corpus_files
 from engine.backend import LlamaBackend
 from engine.models import resolve_model
 
-KV_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}  # ggml_type values
-
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 kv_type = sys.argv[2] if len(sys.argv) > 2 else "f16"
 model = sys.argv[3] if len(sys.argv) > 3 else ""  # the embedded model by default
 
-_defaults = llama_cpp.llama_context_default_params
-
-
-def _params():  # LlamaBackend keeps llama.cpp's KV type; this probe swaps it
-    p = _defaults()
-    p.type_k = p.type_v = KV_TYPES[kv_type]
-    return p
-
-
-llama_cpp.llama_context_default_params = _params
-b = LlamaBackend(resolve_model(model, None), n_ctx=2048, n_threads=threads)
+b = LlamaBackend(resolve_model(model, None), n_ctx=2048, n_threads=threads, kv_cache=kv_type)
 print(b.info.model_desc, f"{threads} threads, KV cache {kv_type}")
 text = " ".join(f.read_text() for f in corpus_files())[:20000]
 toks = b.tokenize(text)[:700]
