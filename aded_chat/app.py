@@ -89,11 +89,13 @@ class ChatApp(App):
 
     def __init__(self, cfg: Config, *, model: str | None = None, n_gpu_layers: int | None = None,
                  n_ctx: int | None = None, verbose: bool = False, store: Store,
-                 speculative: bool | None = None, session: ChatSession | None = None):
+                 speculative: bool | None = None, session: ChatSession | None = None,
+                 cost_curve=None):
         super().__init__()
         self.cfg = cfg
         self.model_spec = model
-        self.load_kw = dict(n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, verbose=verbose)
+        self.load_kw = dict(n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, verbose=verbose,
+                            cost_curve=cost_curve)
         self.store = store
         self.default_speculative = cfg.speculative if speculative is None else speculative
         self.session: ChatSession | None = session
@@ -504,6 +506,9 @@ class ChatApp(App):
 
 
 def run_app(cfg: Config, args) -> int:
+    from aded_chat.runtime import load_cost_curve
+
+    curve = load_cost_curve(args.cost_curve)  # before the store and the UI: fails fast
     store_path = data_dir() / "conversations.db"
     try:
         store = Store(store_path)
@@ -511,7 +516,7 @@ def run_app(cfg: Config, args) -> int:
         raise EngineError(str(exc)) from None
     app = ChatApp(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
                   verbose=args.verbose, store=store,
-                  speculative=False if args.plain else None)
+                  speculative=False if args.plain else None, cost_curve=curve)
     try:
         app.run()
     finally:

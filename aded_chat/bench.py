@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from aded_chat.cli import UsageError
-from aded_chat.runtime import open_session
+from aded_chat.runtime import load_cost_curve, open_session
 from engine.sampling import SamplingSettings
+from engine.stats import projected_speedup
 from engine.template import Message
 
 METHODS = ("plain", "pld", "aded")
@@ -130,15 +131,23 @@ class PromptLookup:
                 "tokens_per_s": n / secs if secs > 0 else 0.0}
 
 
-def run_session(session, messages, settings, *, speculative: bool, gaps=None) -> dict:
+def run_session(session, messages, settings, *, speculative: bool, gaps=None,
+                foreign_cost=None) -> dict:
+    """One answer. With foreign_cost (another machine's verification curve, which the
+    drafter planned against) the row also carries the speedup projected for that machine."""
     session.reset()
     text, tokens, st = session.answer(messages, settings, speculative=speculative,
                                       logit_gaps=gaps)
-    return {"text": text, "token_ids": tokens, "tokens": st.tokens,
-            "decode_seconds": st.decode_s, "tokens_per_s": st.tokens_per_s,
-            "steps": st.steps, "drafted_tokens": st.drafted, "accepted_tokens": st.accepted,
-            "median_host_ms": st.median_host_ms, "median_host_cpu_ms": st.median_host_cpu_ms,
-            "prompt_tokens": st.prompt_tokens}
+    row = {"text": text, "token_ids": tokens, "tokens": st.tokens,
+           "decode_seconds": st.decode_s, "tokens_per_s": st.tokens_per_s,
+           "steps": st.steps, "drafted_tokens": st.drafted, "accepted_tokens": st.accepted,
+           "tokens_per_step": st.tokens_per_step,
+           "median_host_ms": st.median_host_ms, "median_host_cpu_ms": st.median_host_cpu_ms,
+           "mean_tree_nodes": st.drafted / st.steps + 1 if st.steps else 1.0,
+           "prompt_tokens": st.prompt_tokens}
+    if foreign_cost is not None and speculative:
+        row["projected_speedup"] = projected_speedup(st, foreign_cost.cost)
+    return row
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -176,9 +185,10 @@ def run_bench(cfg, args) -> int:
     settings = replace(settings, top_k=cfg.generation.top_k, top_p=cfg.generation.top_p,
                        min_p=cfg.generation.min_p)
 
+    curve = load_cost_curve(args.cost_curve)
     t0 = time.perf_counter()
     session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
-                           n_ctx=args.n_ctx, verbose=args.verbose)
+                           n_ctx=args.n_ctx, verbose=args.verbose, cost_curve=curve)
     ready_s = time.perf_counter() - t0
     if "aded" in methods and session.speculator is None:
         raise UsageError(session.speculator_error or "the ADED drafter is not available")
@@ -201,7 +211,8 @@ def run_bench(cfg, args) -> int:
                     runs[m].append(run_session(session, msgs, settings, speculative=False))
                 elif m == "aded":
                     session.speculator.restore(snapshot)
-                    runs[m].append(run_session(session, msgs, settings, speculative=True))
+                    runs[m].append(run_session(session, msgs, settings, speculative=True,
+                                               foreign_cost=curve))
                 else:
                     runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
         row = {"id": p["id"], "category": p["category"]}
@@ -255,8 +266,15 @@ def run_bench(cfg, args) -> int:
         report["trigram_mb"] = session.speculator.table_mb
         # what verifying n tokens cost by the end of the run (measured at load, refined
         # online): the curve every drafting decision above was made against
-        cost = session.speculator.cost.cost
-        report["verify_cost_ms"] = {n: float(cost[n]) * 1e3 for n in (1, 2, 4, 8, 16)}
+        report["verify_cost_s"] = session.speculator.cost.as_dict()
+        report["cost_curve"] = args.cost_curve or "measured here"
+        if curve is not None:
+            report["tokens_per_step"] = geomean([r["aded"]["tokens_per_step"]
+                                                 for r in results])
+            report["aded_acceptance"] = sum(r["aded"]["accepted_tokens"] for r in results) / max(
+                1, sum(r["aded"]["drafted_tokens"] for r in results))
+            report["projected_speedup"] = _geomeans(results, ["aded"], "projected_speedup")[
+                "aded"]
     print(format_report(report, methods))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=_json_default))
@@ -269,14 +287,14 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def _geomeans(results: list[dict], methods: list[str]) -> dict:
+def _geomeans(results: list[dict], methods: list[str], key: str = "speedup") -> dict:
     out = {}
-    for m in methods[1:] if methods[0] == "plain" else methods:
+    for m in methods:
         if m == "plain":
             continue
         cats: dict[str, list[float]] = {}
         for r in results:
-            cats.setdefault(r["category"], []).append(r[m]["speedup"])
+            cats.setdefault(r["category"], []).append(r[m][key])
         out[m] = {"overall": geomean([x for xs in cats.values() for x in xs]),
                   **{c: geomean(xs) for c, xs in cats.items()}}
     return out
@@ -326,5 +344,12 @@ def format_report(report: dict, methods: list[str]) -> str:
                      f"median host overhead {report['aded_median_host_ms']:.3f} ms/step "
                      f"({report['aded_median_host_cpu_ms']:.3f} ms CPU) | "
                      f"tri-gram table {report['trigram_mb']:.1f} MB")
+    if "projected_speedup" in report:
+        proj = report["projected_speedup"]
+        extra.append(
+            f"PROJECTED on the cost curve {report['cost_curve']} (not measured: this run's "
+            f"steps replayed on that curve): {report['tokens_per_step']:.2f} tok/step, "
+            f"acceptance {100 * report['aded_acceptance']:.0f}%, speedup "
+            + ", ".join(f"{c} {v:.2f}x" for c, v in proj.items()))
     extra.append(f"ready in {report['ready_seconds']:.2f} s")
     return "\n".join(lines + [""] + extra)

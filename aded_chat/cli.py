@@ -28,18 +28,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _model_flags(p: argparse.ArgumentParser) -> None:
+def _model_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """The flags that choose and load the model, on the root and on each subcommand.
+    A subcommand's copy has no defaults of its own, so `aded-chat --model X ask` and
+    `aded-chat ask --model X` mean the same and neither overwrites the other."""
+    kw = {"default": argparse.SUPPRESS} if sub else {}
     p.add_argument("--model", metavar="PATH", help="GGUF file, or a file name in the models "
-                   "folder (default: config, else the embedded SmolLM2-135M)")
+                   "folder (default: config, else the embedded SmolLM2-135M)", **kw)
     p.add_argument("--n-gpu-layers", type=int, metavar="N",
-                   help="layers to offload (default: all when llama.cpp can offload)")
-    p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
+                   help="layers to offload (default: all when llama.cpp can offload)", **kw)
+    p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens", **kw)
     p.add_argument("--threads", type=int, metavar="N",
-                   help="llama.cpp CPU threads (default: config, else one per core)")
+                   help="llama.cpp CPU threads (default: config, else one per core)", **kw)
     p.add_argument("--kv-cache", choices=tuple(KV_CACHE_TYPES), metavar="TYPE",
                    help="KV cache number type: f16 (default), q8_0 or bf16; with q8_0 or "
-                   "bf16 a CPU computes a batch exactly as one token (slower prefill)")
-    p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+                   "bf16 a CPU computes a batch exactly as one token (slower prefill)", **kw)
+    p.add_argument("--cost-curve", metavar="FILE", help="draft as on another machine: a "
+                   "JSON verification cost curve (seconds per batch size, as `bench --json` "
+                   "writes it) or 'flat' (a GPU-like curve); replaces this machine's", **kw)
+    p.add_argument("--plain", action="store_true", help="turn speculative decoding off", **kw)
+    p.add_argument("--verbose", action="store_true", help="show llama.cpp's log", **kw)
 
 
 def _sampling_flags(p: argparse.ArgumentParser, *, temperature_default=None) -> None:
@@ -54,21 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "by adaptive tri-gram draft trees verified in one llama.cpp batch.")
     parser.add_argument("--version", action="version", version=f"aded-chat {__version__}")
     _model_flags(parser)
-    parser.add_argument("--plain", action="store_true", help="turn speculative decoding off")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     ask = sub.add_parser("ask", help="answer one prompt on stdout (headless)")
-    _model_flags(ask)
+    _model_flags(ask, sub=True)
     _sampling_flags(ask)
     ask.add_argument("--system", metavar="TEXT", help="system prompt")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead")
-    ask.add_argument("--plain", action="store_true", help="turn speculative decoding off")
     ask.add_argument("prompt", help="the prompt, or - to read standard input")
 
     sub.add_parser("models", help="list the embedded model and the models folder")
 
     bench = sub.add_parser("bench", help="compare plain, prompt-lookup and ADED decoding")
-    _model_flags(bench)
+    _model_flags(bench, sub=True)
     bench.add_argument("--prompts", metavar="FILE.jsonl", help="prompt set (default: shipped)")
     bench.add_argument("--methods", default="plain,pld,aded")
     bench.add_argument("--max-tokens", type=int, default=256)
@@ -95,7 +101,7 @@ def _settings(cfg, args):
 
 
 def cmd_ask(cfg, args) -> int:
-    from aded_chat.runtime import open_session
+    from aded_chat.runtime import load_cost_curve, open_session
     from engine.template import Message
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -104,7 +110,8 @@ def cmd_ask(cfg, args) -> int:
     settings = _settings(cfg, args)
     session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
                            n_ctx=args.n_ctx, verbose=args.verbose,
-                           speculator=cfg.speculative and not args.plain)
+                           speculator=cfg.speculative and not args.plain,
+                           cost_curve=load_cost_curve(args.cost_curve))
     system = args.system if args.system is not None else cfg.system_prompt
     messages = ([Message("system", system)] if system else []) + [Message("user", prompt)]
     parts: list[str] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aded_chat.config import Config, cache_dir
 from engine.backend import LlamaBackend
-from engine.cost import load_or_measure
+from engine.cost import CostModel, load_or_measure
 from engine.models import resolve_model
 from engine.session import ChatSession
 
@@ -27,6 +27,12 @@ def app_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+def load_cost_curve(spec: str | None) -> CostModel | None:
+    """The --cost-curve flag's curve (None: measure this machine's). Read before the
+    model loads, so a bad file ends in one line at once."""
+    return CostModel.from_curve_file(spec) if spec else None
+
+
 def open_session(
     cfg: Config,
     *,
@@ -37,11 +43,14 @@ def open_session(
     speculator: bool = True,
     wait_for_drafter: bool = True,
     reserve_core: bool = False,
+    cost_curve: CostModel | None = None,
 ) -> ChatSession:
     """Load the model and, unless speculator is off, its ADED drafter. With
     wait_for_drafter False the session is returned as soon as the model is loaded and
     the drafter attaches itself a few seconds later (the app does this). reserve_core
-    leaves one core to the UI when the config does not set threads (see app_threads)."""
+    leaves one core to the UI when the config does not set threads (see app_threads).
+    cost_curve, when given, replaces this machine's measured verification costs: the
+    drafter then plans as it would on the machine that curve came from."""
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     backend = LlamaBackend(
         path,
@@ -53,7 +62,8 @@ def open_session(
     )
     session = ChatSession(backend)
     if speculator:
-        cost = load_or_measure(backend, cache_dir())  # uses the context: not beside a decode
+        # measuring uses the context, so it happens here, not beside a decode
+        cost = cost_curve if cost_curve is not None else load_or_measure(backend, cache_dir())
 
         def build():
             from engine.aded import AdedSpeculator  # imports Numba: keep it off the start

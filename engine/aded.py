@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.acceptance import AcceptanceModel, observe_tree
 from engine.backend import LlamaBackend
-from engine.cost import MAX_TREE, CostModel, load_or_measure
+from engine.cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from engine.lookup import TokenStream
 from engine.mcts import mcts_draft
 from engine.models import file_identity
@@ -84,8 +84,9 @@ class AdedSpeculator:
     """Drafts a token tree per step and learns from every verified token."""
 
     def __init__(self, vocab: int, cost: CostModel, *, max_mb: float = 64.0,
-                 n_sims: int = 150, max_depth: int = 8, c1: float = 1.5, c2: float = 8.0,
-                 max_nodes: int = MAX_TREE - 1):
+                 n_sims: int = 150, max_depth: int = STEP_TOKENS_MAX - 1, c1: float = 1.5,
+                 c2: float = 8.0,
+                 max_nodes: int = MAX_TREE - 1, max_leaves: int = MAX_TREE - 1):
         self.model = TrigramModel(vocab, max_mb=max_mb)
         self.cost = cost
         self.accept = AcceptanceModel()
@@ -93,6 +94,7 @@ class AdedSpeculator:
         self.max_depth = max_depth
         self.c1, self.c2 = c1, c2
         self.max_nodes = max_nodes
+        self.max_leaves = max_leaves  # the KV sequences the verifier has, one per leaf
         self.learned = TokenStream()  # the tokens the model has learned from, in order
         self._prompt_len = 0  # where this answer starts in self.learned
         self.prior_tokens = 0
@@ -120,6 +122,7 @@ class AdedSpeculator:
         when `cost` is given, so it can run beside a generation."""
         if cost is None:
             cost = load_or_measure(backend, cache)
+        kw.setdefault("max_leaves", backend.n_seq_max)
         spec = cls(backend.n_vocab, cost, **kw)
         (keys, toks, wts, uni), spec.prior_tokens = load_prior(backend, corpus, cache,
                                                               spec.model.k)
@@ -135,7 +138,8 @@ class AdedSpeculator:
         rather than in the middle of the first answer. Learns nothing."""
         real = self.model, self.accept, self.cost
         self.model = TrigramModel(real[0].vocab, max_mb=0.01, k=real[0].k)  # same types
-        self.accept, self.cost = AcceptanceModel(), CostModel(real[2].cost.copy())
+        self.accept, self.cost = AcceptanceModel(), CostModel(real[2].cost.copy(),
+                                                              frozen=True)
         try:
             self.begin([0, 1, 2, 0, 1])
             tree = self.propose([0, 1], 8)
@@ -210,7 +214,7 @@ class AdedSpeculator:
                              self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
                              history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                              self._step, self.cost.cost, min(self.max_nodes, room - 1),
-                             self.trust, self.learned.buf, len(self.learned),
+                             self.max_leaves, self.trust, self.learned.buf, len(self.learned),
                              self._prompt_len, self._chain,
                              self._o_tok, self._o_par, self._o_dep, self._o_pathp,
                              self._o_lev, self._o_bkt)

@@ -20,6 +20,7 @@ import llama_cpp
 import numpy as np
 
 from engine.errors import DecodeError, ModelLoadError
+from engine.tree import MAX_TREE
 
 GGUF_MAGIC = b"GGUF"
 
@@ -134,7 +135,7 @@ class LlamaBackend:
         *,
         n_ctx: int = 4096,
         n_gpu_layers: int | None = None,
-        n_seq_max: int = 16,
+        n_seq_max: int = MAX_TREE - 1,
         n_batch: int = 512,
         n_threads: int | None = None,
         kv_cache: str = "f16",
@@ -195,7 +196,7 @@ class LlamaBackend:
         )
         self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self.last_decode_cpu_s = 0.0  # this thread's CPU time in the last llama_decode
+        self.decode_cpu_s = 0.0  # this thread's CPU time in llama_decode, all calls summed
         self._pieces: dict[int, bytes] = {}
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self._logits = np.zeros((0, 0), np.float32)
@@ -365,7 +366,7 @@ class LlamaBackend:
         self._batch.n_tokens = n
         cpu0 = time.thread_time()
         rc = llama_cpp.llama_decode(self._ctx, self._batch)
-        self.last_decode_cpu_s = time.thread_time() - cpu0
+        self.decode_cpu_s += time.thread_time() - cpu0
         if rc != 0:
             what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
             raise DecodeError(f"llama_decode failed: {what}")

@@ -14,48 +14,109 @@ from pathlib import Path
 import numpy as np
 
 from engine.backend import LlamaBackend
+from engine.errors import EngineError
 from engine.models import file_identity
+from engine.tree import MAX_TREE
 
-MAX_TREE = 32  # tokens in one verification batch, root included
-PROBE_SIZES = (1, 2, 4, 8, 16, 32)
+# Batch sizes timed at load. Dense around 8: CUDA's small-batch matmul kernels (MMVQ)
+# cover at most 8 tokens, so a GPU's curve can step up at 9; a table kept point by point
+# lets the drafter stop just before such a cliff instead of averaging it into a line.
+PROBE_SIZES = (1, 2, 3, 4, 6, 8, 9, 12, 16, 24, 32, 48, MAX_TREE)
+# The most tokens one verification step can yield: engine.aded drafts at most 8 deep,
+# and the model adds its own token after the last accepted one.
+STEP_TOKENS_MAX = 9
+# The built-in GPU-like curve (`--cost-curve flat`): every batch up to MAX_TREE costs
+# what one token does, as on a CUDA or Metal GPU for small batches of a small model.
+# 5 ms is one token of a 1B Q4 model on a laptop GPU; only the ratio to host time matters.
+FLAT_SECONDS = 0.005
+
+
+class CostCurveError(EngineError):
+    """A --cost-curve file that cannot be used; the message says why."""
 
 
 class CostModel:
     """Seconds per llama_decode of n tokens (n = 1..MAX_TREE), measured at load and
-    refined online with each step's own timing."""
+    refined online with each step's own timing. A foreign curve (another machine's,
+    replayed here) is frozen: this machine's timings say nothing about it."""
 
-    def __init__(self, seconds: np.ndarray):
+    def __init__(self, seconds: np.ndarray, *, frozen: bool = False):
         self.cost = np.asarray(seconds, dtype=np.float64)  # index n, cost[0] unused
+        self.frozen = frozen
 
     @classmethod
-    def from_probes(cls, sizes: list[int], seconds: list[float]) -> CostModel:
-        """One token costs what it measured; batches of two or more follow a line
-        a + b*n fitted by Theil-Sen (the median of pairwise slopes), so one probe hit by a
-        stall of a shared machine cannot bend the table. (On a CPU the step from one token
-        to two is larger than the slope after it: one line through all would hide it.)"""
-        one = float(seconds[list(sizes).index(1)])
-        pts = [(n, s) for n, s in zip(sizes, seconds, strict=True) if n >= 2]
-        x = np.array([p[0] for p in pts], dtype=np.float64)
-        y = np.array([p[1] for p in pts], dtype=np.float64)
+    def from_probes(cls, sizes: list[int], seconds: list[float], *,
+                    frozen: bool = False) -> CostModel:
+        """The table through the probes, point by point: linear between two probes, the
+        last two probes' slope past the end. A probe that cost more than a larger one is
+        a stall of a shared machine, not its batch's cost (a batch never costs less than
+        a smaller one), so each probe is first lowered to the cheapest probe at or above
+        its size: a stall cannot raise the table, while a real cliff (every size past it
+        dearer) survives."""
+        order = np.argsort(np.asarray(sizes))
+        x = np.asarray(sizes, dtype=np.float64)[order]
+        y = np.asarray(seconds, dtype=np.float64)[order]
+        if len(x) == 0 or x[0] != 1 or not np.all(y > 0):
+            raise CostCurveError("a cost curve needs a positive time for batch size 1")
+        y = np.minimum.accumulate(y[::-1])[::-1]
         n = np.arange(MAX_TREE + 2, dtype=np.float64)
-        if len(x) >= 2:
-            i, j = np.triu_indices(len(x), k=1)
-            slope = max(0.0, float(np.median((y[j] - y[i]) / (x[j] - x[i]))))
-            cost = float(np.median(y - slope * x)) + slope * n
-        else:
-            cost = np.full(len(n), y[0] if len(y) else one)
-        cost = np.maximum(cost, one)
-        cost[:2] = one
-        return cls(cost)
+        cost = np.interp(n, x, y)
+        if len(x) >= 2 and x[-1] < n[-1]:
+            slope = max(0.0, (y[-1] - y[-2]) / (x[-1] - x[-2]))
+            past = n > x[-1]
+            cost[past] = y[-1] + slope * (n[past] - x[-1])
+        cost[0] = cost[1]
+        return cls(cost, frozen=frozen)
 
     @classmethod
-    def measure(cls, backend: LlamaBackend, context: int = 128, reps: int = 4) -> CostModel:
+    def flat(cls, seconds: float = FLAT_SECONDS) -> CostModel:
+        """The built-in GPU-like curve: every batch size costs the same (frozen)."""
+        return cls(np.full(MAX_TREE + 2, seconds), frozen=True)
+
+    @classmethod
+    def from_curve_file(cls, spec: str) -> CostModel:
+        """Another machine's curve, to plan exactly as the drafter would there: `flat`,
+        or a JSON file mapping batch size to seconds, either on its own or as the
+        `verify_cost_s` of a bench report (`aded-chat bench --json`)."""
+        if spec == "flat":
+            return cls.flat()
+        try:
+            data = json.loads(Path(spec).expanduser().read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CostCurveError(f"cannot read cost curve {spec}: {exc.strerror}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CostCurveError(f"cost curve {spec} is not JSON: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("verify_cost_s"), dict):
+            data = data["verify_cost_s"]
+        try:
+            points = sorted((int(k), float(v)) for k, v in data.items())
+        except (AttributeError, TypeError, ValueError):
+            raise CostCurveError(f"cost curve {spec}: expected {{\"1\": seconds, \"2\": "
+                                 f"seconds, ...}}") from None
+        if not points or any(k < 1 or not np.isfinite(v) or v <= 0 for k, v in points):
+            raise CostCurveError(f"cost curve {spec}: batch sizes must be 1 or more and "
+                                 f"seconds positive and finite")
+        try:
+            return cls.from_probes([k for k, _ in points], [v for _, v in points],
+                                   frozen=True)
+        except CostCurveError as exc:
+            raise CostCurveError(f"cost curve {spec}: {exc}") from None
+
+    def as_dict(self) -> dict[str, float]:
+        """Seconds per batch size, 1..MAX_TREE: the shape from_curve_file reads."""
+        return {str(n): float(self.cost[n]) for n in range(1, MAX_TREE + 1)}
+
+    @classmethod
+    def measure(cls, backend: LlamaBackend, context: int = 128, reps: int = 3) -> CostModel:
         """Time decodes of each probe size after a short context. The minimum of reps:
-        stalls from a shared machine hit any batch size alike and are not its cost."""
+        stalls from a shared machine hit any batch size alike and are not its cost.
+        Probing stops at the first size that costs STEP_TOKENS_MAX plain tokens: no step
+        yields more tokens than that, so neither it nor any larger size can pay (on a CPU
+        this skips the slowest probes; on a GPU every size is probed)."""
         backend.kv_clear()
         ctx_tokens = np.full(context, max(backend.bos, 0), np.int32)
         backend.prefill(list(ctx_tokens), 0)
-        secs = []
+        sizes, secs = [], []
         for size in PROBE_SIZES:
             toks = np.full(size, max(backend.bos, 0), np.int32)
             pos = np.arange(context, context + size, dtype=np.int32)
@@ -65,9 +126,12 @@ class CostModel:
                 backend.decode(toks, pos, logits=np.ones(size, np.int8))
                 runs.append(time.perf_counter() - t0)
                 backend.kv_remove(0, context, -1)
+            sizes.append(size)
             secs.append(float(min(runs)))
+            if secs[-1] >= STEP_TOKENS_MAX * secs[0]:
+                break
         backend.kv_clear()
-        return cls.from_probes(list(PROBE_SIZES), secs)
+        return cls.from_probes(sizes, secs)
 
     def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
         """Blend one measured step into the table, keeping it non-decreasing in n.
@@ -75,7 +139,7 @@ class CostModel:
         Called every step: scalar work only, no NumPy temporaries (a few of those cost
         more than the step's whole draft search once llama_decode has cooled the caches)."""
         cost = self.cost
-        if not 1 <= n < len(cost):
+        if self.frozen or not 1 <= n < len(cost):
             return
         old = float(cost[n])
         if seconds >= 2.0 * old:
@@ -88,9 +152,6 @@ class CostModel:
             while i < len(cost) and cost[i] < new:
                 cost[i] = new
                 i += 1
-
-    def ratio(self, n: int) -> float:
-        return float(self.cost[n] / self.cost[1])
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,11 +171,11 @@ class CostModel:
 
 def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
     """The cached cost table for this model, threads, offload and KV cache type, else a
-    fresh measurement (about a second on a small model), saved for the next start."""
+    fresh measurement (a few seconds on a small model), saved for the next start."""
     path = None
     if cache is not None:
         kv = "" if backend.info.kv_cache == "f16" else f"-kv{backend.info.kv_cache}"
-        path = cache / (f"cost-{file_identity(Path(backend.info.model_path))}"
+        path = cache / (f"cost2-{file_identity(Path(backend.info.model_path))}"
                         f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}.json")
         cost = CostModel.load(path)
         if cost is not None:

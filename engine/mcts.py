@@ -99,11 +99,13 @@ def worth_searching(q_best, cost, limit, trust):
 @nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes, trust, stream, n_stream, prompt_len, chain,
+               cost, max_nodes, max_leaves, trust, stream, n_stream, prompt_len, chain,
                o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
     """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
     the root), best first, and return (draft size, nodes written): the draft is the first
-    nodes. cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
+    nodes. The draft has at most max_nodes drafted nodes and max_leaves leaves (the
+    verifier gives each leaf a KV sequence, and the context has that many).
+    cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
     accepted tokens (the share of its predictions the drafter has recently realised).
     When the root's candidates cannot pay for any tree, the search stops after expanding
     the root, whose children are still written out for the calibration.
@@ -222,9 +224,20 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     order = np.argsort(-visits[1:n] * (n + 1) + np.arange(1, n), kind="mergesort") + 1
     limit = min(max_nodes, cost.shape[0] - 2, order.shape[0])
     best_k, best_rate, expect = 0, (1.0 + DRAFT_MARGIN) / cost[1], 1.0
+    # leaves of the prefix: a node replaces its parent as a leaf, or adds one when the
+    # parent already had a child (the root alone is one leaf). Never fewer as the prefix
+    # grows, so the first excess ends it.
+    has_child = np.zeros(n, np.bool_)
+    leaves = 1
     for k in range(1, limit + 1):
         v = order[k - 1]
         if visits[v] == 0:
+            break
+        p = par[v]
+        if has_child[p]:
+            leaves += 1
+        has_child[p] = True
+        if leaves > max_leaves:
             break
         expect += trust * pathp[v]
         rate = expect / cost[k + 1]

@@ -250,6 +250,7 @@ class ChatSession:
                     stats.finish_reason = "context full"
                     break
                 t_step, cpu_step = time.perf_counter(), time.thread_time()
+                decode_cpu0 = backend.decode_cpu_s
                 if spec is not None and not tied:
                     tree = spec.propose(history, min(room, backend.n_batch))
                 else:
@@ -268,10 +269,12 @@ class ChatSession:
                 if spec is not None:
                     spec.learn(history, len(emitted), tree, v.accepted + 1, decode_s)
                 step = StepStats(
-                    emitted=len(emitted), drafted=len(tree) - 1, accepted=v.accepted,
+                    emitted=len(emitted), drafted=v.nodes - 1, accepted=v.accepted,
                     decode_s=decode_s,
                     host_s=time.perf_counter() - t_step - decode_s,
-                    host_cpu_s=time.thread_time() - cpu_step - backend.last_decode_cpu_s,
+                    host_cpu_s=(time.thread_time() - cpu_step
+                                - (backend.decode_cpu_s - decode_cpu0)),
+                    redecoded=v.redecoded,
                 )
                 stats.add_step(step)
                 if step.drafted == 0:  # a plain step; a drafter's search time is not plain's

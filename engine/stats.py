@@ -15,6 +15,7 @@ class StepStats:
     decode_s: float  # time inside llama_decode
     host_s: float  # everything else in the step: drafting, learning, sampling, KV edits
     host_cpu_s: float = 0.0  # the same, in this thread's CPU time: blind to preemption
+    redecoded: int = 0  # kept tokens evaluated again to keep the cache in position order
 
 
 @dataclass
@@ -35,6 +36,9 @@ class AnswerStats:
     host_s: float = 0.0
     host_s_per_step: list[float] = field(default_factory=list, repr=False)
     host_cpu_s_per_step: list[float] = field(default_factory=list, repr=False)
+    # each step's verification batches: the tree (root included) and a re-evaluation of
+    # kept tokens (0: none), to replay the answer's steps on another machine's cost curve
+    batches_per_step: list[tuple[int, int]] = field(default_factory=list, repr=False)
     finish_reason: str = ""
     dropped_turns: int = 0
     seed: int | None = None
@@ -51,6 +55,7 @@ class AnswerStats:
         self.host_s += step.host_s
         self.host_s_per_step.append(step.host_s)
         self.host_cpu_s_per_step.append(step.host_cpu_s)
+        self.batches_per_step.append((step.drafted + 1, step.redecoded))
         self.tree_nodes_last = step.drafted
 
     @property
@@ -90,6 +95,7 @@ class AnswerStats:
         d = asdict(self)
         d.pop("host_s_per_step")
         d.pop("host_cpu_s_per_step")
+        d.pop("batches_per_step")
         d.update(
             tokens_per_s=self.tokens_per_s,
             prompt_tokens_per_s=self.prompt_tokens_per_s,
@@ -100,6 +106,19 @@ class AnswerStats:
             speedup=self.speedup,
         )
         return d
+
+
+def projected_speedup(stats: AnswerStats, cost) -> float | None:
+    """The speedup this answer's steps would make on a machine whose verification curve
+    is cost[n] (seconds for n tokens): tokens per step x c(1) / (mean c(batches) + host
+    seconds per step). A projection from another machine's curve, never a measurement;
+    host time is this thread's CPU time, blind to this machine's other load."""
+    if not stats.steps or not stats.batches_per_step:
+        return None
+    verify = sum(float(cost[t]) + (float(cost[r]) if r else 0.0)
+                 for t, r in stats.batches_per_step) / len(stats.batches_per_step)
+    host = sum(stats.host_cpu_s_per_step) / len(stats.host_cpu_s_per_step)
+    return stats.tokens_per_step * float(cost[1]) / (verify + host)
 
 
 def _median_ms(seconds: list[float]) -> float:

@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Tokens in one verification batch, root included. The context is created with as many
+# KV sequences (one per leaf; a tree of n nodes has at most n - 1 leaves) and the cost
+# curve is measured up to this size. Below 64: from 64 rows on, llama.cpp's CPU matmul
+# takes another path, and even at one thread a batch's logits then differ from one
+# token's (SmolLM2 Q4_1: by up to 0.93; 63 rows and fewer: bit-identical).
+MAX_TREE = 63
+
 
 @dataclass
 class DraftTree:
@@ -47,6 +54,31 @@ class DraftTree:
             assert 0 <= p < i, "parents come before children"
             assert self.depths[i] == self.depths[p] + 1
         assert len(self._children) == n - 1, "siblings hold distinct tokens"
+
+    def leaves(self) -> int:
+        has_child = np.zeros(len(self), np.bool_)
+        has_child[self.parents[1:]] = True
+        return int(len(self) - np.count_nonzero(has_child))
+
+    def within(self, max_leaves: int) -> DraftTree:
+        """This tree, or its longest prefix with at most max_leaves leaves (a prefix is a
+        tree: parents come first). The drafter already keeps to the limit; this is the
+        verifier's guarantee that no tree needs more KV sequences than the context has."""
+        if max_leaves < 1:
+            raise ValueError("a tree needs at least one KV sequence")
+        if self.leaves() <= max_leaves:
+            return self
+        has_child = np.zeros(len(self), np.bool_)
+        leaves, k = 1, 1
+        while k < len(self):
+            p = int(self.parents[k])
+            if has_child[p]:
+                if leaves == max_leaves:
+                    break
+                leaves += 1
+            has_child[p] = True
+            k += 1
+        return DraftTree(self.tokens[:k], self.parents[:k], self.depths[:k], self.probs[:k])
 
     def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(seq_ids [n, L], n_seq [n], leaf_seq [n]): KV sequence membership per node,

@@ -34,6 +34,8 @@ class Verified:
     accepted: int  # drafted tokens the model agreed with
     decode_s: float  # seconds inside llama_decode
     tie: bool  # stopped at a near-tie: the next step must decode one token alone
+    nodes: int  # tree nodes evaluated (the root included)
+    redecoded: int  # kept tokens evaluated again to keep the cache in position order
 
 
 def top2_gap(row: np.ndarray) -> float:
@@ -61,7 +63,9 @@ def verify_tree(
     batch) ends the walk before its successor is drawn; that node is then emitted (its
     parent chose it) but not kept, so it is the next step's root.
 
-    On return the cache holds exactly the root and the kept drafted tokens."""
+    On return the cache holds exactly the root and the kept drafted tokens. A tree with
+    more leaves than the context has KV sequences is cut to a prefix that fits."""
+    tree = tree.within(backend.n_seq_max)
     n = len(tree)
     positions = tree.depths + np.int32(n_past)
     seq_ids = n_seq = leaf_seq = None
@@ -95,14 +99,17 @@ def verify_tree(
             backend.kv_copy(s, 0, -1, -1)
         backend.kv_keep(0)
     backend.kv_remove(0, n_past + kept, -1)
+    redecoded = 0
     if n_leaves > 1:  # (a chain's kept nodes are always its first entries)
-        decode_s += _restore_cell_order(backend, tree, path[:kept], n_past)
-    return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path))
+        redecoded, secs = _restore_cell_order(backend, tree, path[:kept], n_past)
+        decode_s += secs
+    return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path), n, redecoded)
 
 
 def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[int],
-                        n_past: int) -> float:
-    """Keep the cache's cells in position order; returns the seconds it took.
+                        n_past: int) -> tuple[int, float]:
+    """Keep the cache's cells in position order; returns the tokens evaluated again and
+    the seconds it took.
 
     llama.cpp gives a batch's entries cells in batch order, and a later token takes the
     first free cell. When the kept branch is not the batch's first entries (a sibling
@@ -113,9 +120,9 @@ def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[
     again, in order, into the cells from the hole on."""
     gap = next((i for i, node in enumerate(kept_path) if node != i), len(kept_path))
     if gap == len(kept_path):
-        return 0.0
+        return 0, 0.0
     backend.kv_remove(0, n_past + gap, -1)
     tokens = tree.tokens[np.asarray(kept_path[gap:])]
     t0 = time.perf_counter()
     backend.decode(tokens, np.arange(n_past + gap, n_past + len(kept_path), dtype=np.int32))
-    return time.perf_counter() - t0
+    return len(tokens), time.perf_counter() - t0

@@ -1,22 +1,73 @@
 """The cost model and the acceptance calibration."""
 
+import json
+
 import numpy as np
+import pytest
 
 from engine.acceptance import DECAY, AcceptanceModel
-from engine.cost import MAX_TREE, CostModel
+from engine.cost import MAX_TREE, CostCurveError, CostModel
 
 
-def test_cost_table_is_a_robust_line_through_the_probes():
+def test_cost_table_is_kept_point_by_point_through_the_probes():
     sizes = [1, 2, 4, 8, 16, 32]
-    c = CostModel.from_probes(sizes, [0.01] + [0.007 + 0.005 * n for n in sizes[1:]])
+    secs = [0.01] + [0.007 + 0.005 * n for n in sizes[1:]]
+    c = CostModel.from_probes(sizes, secs)
     assert c.cost.shape == (MAX_TREE + 2,)
     assert c.cost[1] == 0.01
-    assert np.allclose(c.cost[2:], 0.007 + 0.005 * np.arange(2, MAX_TREE + 2))
-    stalled = CostModel.from_probes(sizes, [0.012, 0.017, 0.027, 0.45, 0.087, 0.167])
-    assert stalled.cost[8] < 0.06  # one stalled probe does not make 8 tokens look costly
+    assert np.allclose(c.cost[2:], 0.007 + 0.005 * np.arange(2, MAX_TREE + 2))  # a line stays one
+    for n, s in zip(sizes, secs, strict=True):
+        assert c.cost[n] == s
+
+
+def test_a_kernel_cliff_survives_and_a_stall_does_not():
+    # CUDA's small-batch kernels cover up to 8 tokens: 9 and more cost far more
+    cliff = CostModel.from_probes([1, 2, 4, 8, 9, 16, 32, 64],
+                                  [0.010, 0.010, 0.0102, 0.0105, 0.020, 0.021, 0.023, 0.03])
+    assert cliff.cost[8] < 0.011 and cliff.cost[9] == 0.020
+    assert np.all(np.diff(cliff.cost[1:]) >= 0)
+    # a probe slower than a larger batch is a stall of the machine: lowered to it
+    stalled = CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                    [0.012, 0.017, 0.027, 0.45, 0.087, 0.167])
+    assert stalled.cost[8] <= 0.087
     assert np.all(np.diff(stalled.cost[1:]) >= 0)
+    c = CostModel.from_probes([1, 2, 4], [0.01, 0.02, 0.03])
     c.observe(4, 1.0, alpha=0.5)
     assert np.all(np.diff(c.cost[1:]) >= 0) and c.cost[5] >= c.cost[4]
+
+
+def test_the_drafter_stops_before_a_cliff():
+    """With a table whose every node is likely, the tree fills the cheap sizes and stops
+    before the size where the cost doubles."""
+    from engine.aded import AdedSpeculator
+
+    cliff = CostModel.from_probes([1, 8, 9, 64], [0.010, 0.0105, 0.030, 0.031])
+    spec = AdedSpeculator(vocab=100, cost=cliff, max_mb=1.0)
+    spec.begin([1, 2, 3, 4, 5, 6, 7, 8, 9, 10] * 30)
+    tree = spec.propose([9, 10], room=64)
+    assert 2 <= len(tree) <= 8
+
+
+def test_cost_curves_from_another_machine(tmp_path):
+    flat = CostModel.from_curve_file("flat")
+    assert flat.frozen and np.all(flat.cost == flat.cost[1])
+    flat.observe(4, 1.0, alpha=0.5)  # this machine's timings say nothing about that one
+    assert np.all(flat.cost == flat.cost[1])
+    measured = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.01, 0.02, 0.03, 0.05, 0.09, 0.17])
+    report = tmp_path / "report.json"  # the bench report's shape, and the curve alone
+    report.write_text(json.dumps({"model": "x", "verify_cost_s": measured.as_dict()}))
+    alone = tmp_path / "curve.json"
+    alone.write_text(json.dumps({"1": 0.002, "8": 0.0021, "9": 0.004, "64": 0.005}))
+    assert np.allclose(CostModel.from_curve_file(str(report)).cost, measured.cost)
+    replayed = CostModel.from_curve_file(str(alone))
+    assert replayed.frozen and replayed.cost[8] < 0.0022 and replayed.cost[9] == 0.004
+    for text in ("{", "[1, 2]", '{"2": 0.01}', '{"1": -1}', '{"1": "x"}', '{"0": 0.01}'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(CostCurveError):
+            CostModel.from_curve_file(str(bad))
+    with pytest.raises(CostCurveError, match="cannot read"):
+        CostModel.from_curve_file(str(tmp_path / "missing.json"))
 
 
 def test_online_cost_updates_follow_the_running_maximum_rule():

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from engine.tree import MAX_TREE
+
 CLI = [sys.executable, "-m", "aded_chat"]
 
 
@@ -120,7 +122,8 @@ def test_bench_writes_the_report_the_issue_specifies(tmp_path):
     assert rep["settings"]["kv_cache"] == "q8_0"
     assert set(rep["geomean_speedup_vs_plain"]) == {"pld", "aded"}
     assert rep["geomean_speedup_vs_plain"]["aded"]["edit_code"] > 0
-    assert rep["verify_cost_ms"]["1"] > 0 and rep["aded_median_host_ms"] > 0
+    assert rep["verify_cost_s"]["1"] > 0 and rep["aded_median_host_ms"] > 0
+    assert len(rep["verify_cost_s"]) == MAX_TREE and rep["cost_curve"] == "measured here"
     (row,) = rep["prompts"]
     for method in ("plain", "pld", "aded"):
         assert row[method]["tokens"] > 0 and row[method]["decode_seconds"] > 0
@@ -130,3 +133,40 @@ def test_bench_writes_the_report_the_issue_specifies(tmp_path):
     assert "identical_to_plain" in row["pld"]
     if not row["aded"]["identical_to_plain"]:
         assert "divergence_index" in row["aded"] and "divergence_logit_gap" in row["aded"]
+
+
+@pytest.mark.model
+def test_bench_on_another_machines_curve_projects_and_says_so(tmp_path):
+    """--cost-curve flat: the drafter plans as on a GPU (wide trees), and the report
+    carries the projected speedup, labelled as projected, beside the measured one."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "rep", "category": "edit_code", "messages": [
+        {"role": "user", "content": "Repeat exactly: a = 1\nb = 2\nc = 3\nd = 4"}]}) + "\n")
+    out = tmp_path / "bench.json"
+    r = run("bench", "--prompts", str(prompts), "--max-tokens", "24", "--methods",
+            "plain,aded", "--cost-curve", "flat", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "PROJECTED on the cost curve flat" in r.stdout
+    rep = json.loads(out.read_text())
+    assert rep["cost_curve"] == "flat"
+    assert len(set(rep["verify_cost_s"].values())) == 1  # the curve it planned against
+    (row,) = rep["prompts"]
+    assert row["aded"]["projected_speedup"] > 0 and row["aded"]["mean_tree_nodes"] > 2
+    assert rep["projected_speedup"]["overall"] == pytest.approx(
+        row["aded"]["projected_speedup"])
+
+
+def test_a_bad_cost_curve_is_one_line(tmp_path):
+    bad = tmp_path / "curve.json"
+    bad.write_text('{"2": 0.01}')
+    assert_one_line_error(run("ask", "--cost-curve", str(bad), "hi"), "batch size 1")
+    assert_one_line_error(run("--cost-curve", str(tmp_path / "none.json"), "ask", "hi"),
+                          "cannot read cost curve")
+
+
+def test_root_flags_reach_the_subcommand(tmp_path):
+    """`aded-chat --model X ask` must use X (the subcommand's defaults once overwrote
+    the root's flags silently)."""
+    missing = tmp_path / "nowhere.gguf"
+    assert_one_line_error(run("--model", str(missing), "ask", "hi"), str(missing))
+    assert_one_line_error(run("ask", "--model", str(missing), "hi"), str(missing))

@@ -4,7 +4,7 @@ import numpy as np
 
 from engine.aded import AdedSpeculator
 from engine.cost import CostModel
-from engine.tree import DraftTree
+from engine.tree import MAX_TREE, DraftTree
 
 CPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.012, 0.021, 0.028, 0.043, 0.078, 0.156])
 GPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
@@ -114,3 +114,44 @@ def test_trust_falls_with_failed_drafts_and_recovers_on_plain_steps():
         spec._searched = 0
         spec.learn(history, 1, plain, 1, 0.010)
     assert spec.trust > low + 0.3
+
+
+FLAT = CostModel.flat()
+CLIFF = CostModel.from_probes([1, 8, 9, 64], [0.010, 0.0102, 0.021, 0.024])
+
+
+def random_cost(rng) -> CostModel:
+    """Flat, CPU-steep, or flat with a step after 8 tokens, each with some noise."""
+    kind = rng.integers(3)
+    base = [FLAT, CPU, CLIFF][kind].cost
+    return CostModel(base * np.maximum.accumulate(rng.uniform(0.95, 1.05, size=base.shape)))
+
+
+def test_trees_never_need_more_sequences_or_nodes_than_allowed():
+    """Whatever the cost curve and the calibration (random acceptance tables, up to
+    optimistic ones that want the widest trees), a tree keeps to its leaf and node
+    limits and stays a tree."""
+    rng = np.random.default_rng(11)
+    text = branching_text(2000, seed=4)
+    for trial in range(60):
+        spec = AdedSpeculator(vocab=100, cost=random_cost(rng), max_mb=1.0,
+                              max_leaves=int(rng.integers(1, 40)))
+        spec.begin(text)
+        spec.accept.table[:] = rng.uniform(0.3, 1.0, size=spec.accept.table.shape)
+        room = int(rng.integers(1, 80))
+        for _ in range(5):
+            hist = text[: int(rng.integers(2, len(text)))]
+            tree = spec.propose(hist, room=room)
+            tree.check()
+            assert len(tree) <= min(room, MAX_TREE), trial
+            assert tree.leaves() <= spec.max_leaves, (trial, tree.leaves())
+
+
+def test_a_flat_curve_builds_wide_trees_within_the_context_sequences():
+    text = branching_text()
+    spec = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0, max_leaves=16)
+    spec.begin(text)
+    spec.accept.table[:] = 0.95
+    tree = spec.propose(text[-2:], room=128)
+    assert tree.leaves() == 16 or len(tree) == MAX_TREE  # it wanted more than 16 leaves
+    assert len(tree) > 16

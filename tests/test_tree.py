@@ -99,3 +99,16 @@ def test_top2_gap():
     assert abs(top2_gap(row) - 0.25) < 1e-6
     assert row[1] == 3.0  # the row is left as it was
     assert top2_gap(np.array([1.0, 4.0, 4.0], np.float32)) == 0.0
+
+
+def test_within_cuts_to_the_longest_prefix_with_that_many_leaves():
+    tree = make_tree()  # leaves 3, 4, 5
+    assert tree.leaves() == 3
+    assert tree.within(3) is tree
+    two = tree.within(2)  # nodes 0-4: node 5 would be a third leaf
+    two.check()
+    assert len(two) == 5 and two.leaves() == 2
+    one = tree.within(1)  # the root's second child would be a second leaf
+    one.check()
+    assert len(one) == 2 and one.leaves() == 1
+    assert DraftTree.root_only(3).within(1).leaves() == 1

@@ -1,0 +1,162 @@
+"""The drafter as it runs on a GPU, on this CPU: handed another machine's verification
+cost curve (flat, or with a cliff after 8 tokens), it builds the wide, deep trees a GPU
+pays for. Those trees must verify on the real model without a crash, leave the KV cache
+exactly as plain decoding would, and change no answer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import llama_cpp
+import numpy as np
+import pytest
+from test_speculative import PASTED, PROMPTS, _chi_square_p, msgs
+
+from aded_chat.runtime import corpus_files
+from engine.aded import AdedSpeculator
+from engine.backend import LlamaBackend
+from engine.cost import CostModel
+from engine.models import embedded_model_path
+from engine.sampling import Sampler, SamplingSettings
+from engine.session import ChatSession
+from engine.tree import DraftTree
+from engine.verify import verify_tree
+
+pytestmark = pytest.mark.model
+
+CURVES = {
+    "flat": CostModel.flat,
+    "cpu": lambda: CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                         [0.012, 0.021, 0.028, 0.043, 0.078, 0.156]),
+    "cliff": lambda: CostModel.from_probes([1, 8, 9, 64], [0.010, 0.0102, 0.021, 0.024],
+                                           frozen=True),
+}
+
+
+@pytest.fixture(scope="module")
+def flat_session(tmp_path_factory):
+    """One llama.cpp thread: a batch is then computed with plain decoding's arithmetic
+    (BENCHMARKS.md), so greedy answers must match token for token."""
+    backend = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=1)
+    spec = AdedSpeculator.for_backend(backend, corpus_files(),
+                                      tmp_path_factory.mktemp("cache"), cost=CostModel.flat())
+    yield ChatSession(backend, speculator=spec)
+    backend.close()
+
+
+def assert_cache_is_plain(session: ChatSession) -> None:
+    """Sequence 0 holds exactly kv_tokens at 0..n-1, no other sequence holds anything,
+    and the next token's logits equal those of a cache that plain decoding built from
+    the same tokens (the prompt in one batch, then the answer one token at a time)."""
+    b = session.backend
+    mem = b._mem
+    n = len(session.kv_tokens)
+    assert llama_cpp.llama_memory_seq_pos_max(mem, 0) == n - 1
+    assert llama_cpp.llama_memory_seq_pos_min(mem, 0) == 0
+    for s in range(1, b.n_seq_max):
+        assert llama_cpp.llama_memory_seq_pos_max(mem, s) == -1, s
+    probe = np.array([session.kv_tokens[-1]], np.int32)
+    after = b.decode(probe, np.array([n], np.int32))[0].copy()
+    toks = list(session.kv_tokens)
+    n_prompt = session.last_stats.prompt_tokens
+    session.reset()
+    b.prefill(toks[:n_prompt], 0)
+    for i in range(n_prompt, n):
+        b.decode(np.array([toks[i]], np.int32), np.array([i], np.int32))
+    fresh = b.decode(probe, np.array([n], np.int32))[0].copy()
+    b.kv_remove(0, n, -1)
+    session.kv_tokens = toks
+    assert np.array_equal(after, fresh)
+
+
+@pytest.mark.parametrize("curve", list(CURVES))
+def test_any_cost_curve_and_calibration_verifies_without_a_crash(curve, tmp_path):
+    """A property test over the drafter's inputs: a cost curve (flat, CPU-steep, with a
+    cliff), random acceptance tables from pessimistic to very optimistic (the widest
+    trees), greedy and T=1, hundreds of steps in one conversation. Every tree verifies,
+    none needs more KV sequences than the context has, and the cache stays plain
+    decoding's."""
+    rng = np.random.default_rng(sum(map(ord, curve)))
+    backend = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=1, n_seq_max=12)
+    try:
+        spec = AdedSpeculator.for_backend(backend, corpus_files(), tmp_path,
+                                          cost=CURVES[curve]())
+        assert spec.max_leaves == 12
+        session = ChatSession(backend, speculator=spec)
+        wide = 0
+        steps = 0
+        for i, text in enumerate(PROMPTS + ["Tell me a story about a dragon."]):
+            spec.accept.table[:] = rng.uniform(0.05 if i % 2 else 0.6, 1.0,
+                                              size=spec.accept.table.shape)
+            temp = 1.0 if i % 2 else 0.0
+            settings = SamplingSettings(temperature=temp, seed=int(rng.integers(1, 1000)),
+                                        max_tokens=80)
+            session.reset()  # the reference below prefills the prompt from position 0
+            for chunk in session.generate(msgs(text), settings):
+                if chunk.step is not None:
+                    steps += 1
+                    wide += chunk.step.drafted >= 12
+            assert session.last_stats.finish_reason in ("stop", "length")
+            assert_cache_is_plain(session)
+        assert steps > 100
+        if curve != "cpu":
+            assert wide > 0  # trees at least as wide as the context's sequences
+    finally:
+        backend.close()
+
+
+def test_the_verifier_cuts_a_tree_with_more_leaves_than_sequences(flat_session):
+    """The crash this file began with: a 17-leaf tree against a context of 16 sequences.
+    The drafter keeps to the limit; the verifier also cuts any tree that does not."""
+    s = flat_session
+    b = s.backend
+    s.reset()
+    prompt = s.prompt_tokens(msgs("List the days of the week."))
+    b.prefill(prompt[:-1], 0)
+    n_past = len(prompt) - 1
+    wide = b.n_seq_max + 5
+    tree = DraftTree(np.array([prompt[-1], *range(100, 100 + wide)], np.int32),
+                     np.array([-1] + [0] * wide, np.int32),
+                     np.array([0] + [1] * wide, np.int32), np.ones(wide + 1, np.float32))
+    sampler = Sampler(SamplingSettings(temperature=0.0), b.n_vocab)
+    v = verify_tree(b, tree, n_past, sampler, 8)
+    sampler.close()
+    assert v.nodes == b.n_seq_max + 1 and len(v.emitted) == 1
+    s.reset()
+
+
+def test_greedy_on_a_flat_curve_is_plain_greedy_token_for_token(flat_session, monkeypatch):
+    """Wide trees, siblings rejected, caches trimmed and re-ordered: with one thread and
+    the near-tie rule off, the text must be plain decoding's exactly."""
+    import engine.session as session_mod
+
+    monkeypatch.setattr(session_mod, "TIE_GAP", 0.0)
+    s = flat_session
+    long = SamplingSettings(temperature=0.0, max_tokens=200)
+    drafted = accepted = 0
+    for text in PROMPTS:
+        s.reset()
+        _, plain, _ = s.answer(msgs(text), long, speculative=False)
+        s.reset()
+        _, fast, st = s.answer(msgs(text), long, speculative=True)
+        assert fast == plain, text
+        drafted += st.drafted
+        accepted += st.accepted
+        assert_cache_is_plain(s)
+    assert drafted > 2 * accepted > 0  # wide trees: far more drafted than kept
+
+
+def test_sampling_on_a_flat_curve_keeps_the_distribution(flat_session):
+    settings = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=4)
+    prompt = msgs("Repeat this code exactly:\n\n" + PASTED)
+    n = 150
+    counts = {False: Counter(), True: Counter()}
+    drafted = 0
+    for speculative, seeds in ((False, range(1, n + 1)), (True, range(n + 1, 2 * n + 1))):
+        for seed in seeds:
+            _, toks, st = flat_session.answer(prompt, SamplingSettings(**settings, seed=seed),
+                                              speculative=speculative)
+            drafted += st.drafted
+            counts[speculative][tuple(toks[1:4])] += 1
+    assert drafted > 0
+    assert _chi_square_p(counts[False], counts[True]) > 0.001
