@@ -1,0 +1,71 @@
+"""Measure a verification cost curve c(1..MAX_TREE): seconds per llama_decode of n tokens
+(logits for all n) after a context of --context tokens, every size, the minimum of
+--reps. Writes the JSON that `--cost-curve FILE` reads (seconds per batch size under
+"verify_cost_s"), with what produced it.
+
+    python docs/measure/gpu/curve.py --model M.gguf --out curve.json [--sizes 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+
+from engine.backend import LlamaBackend
+from engine.cost import CostModel
+from engine.tree import MAX_TREE
+
+
+def measure(backend: LlamaBackend, sizes: list[int], context: int, reps: int) -> dict:
+    backend.kv_clear()
+    filler = max(backend.bos, 0)
+    backend.prefill([filler] * context, 0)
+    secs = {}
+    for n in sizes:
+        toks = np.full(n, filler, np.int32)
+        pos = np.arange(context, context + n, dtype=np.int32)
+        runs = []
+        for _ in range(reps + 1):  # the first run of a size warms its kernels up
+            t0 = time.perf_counter()
+            backend.decode(toks, pos, logits=np.ones(n, np.int8))
+            runs.append(time.perf_counter() - t0)
+            backend.kv_remove(0, context, -1)
+        secs[str(n)] = float(min(runs[1:]))
+    backend.kv_clear()
+    return secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--context", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--sizes", help="comma-separated (default: every size 1..MAX_TREE)")
+    ap.add_argument("--n-gpu-layers", type=int)
+    args = ap.parse_args()
+    sizes = ([int(x) for x in args.sizes.split(",")] if args.sizes
+             else list(range(1, MAX_TREE + 1)))
+    backend = LlamaBackend(args.model, n_ctx=1024, n_gpu_layers=args.n_gpu_layers)
+    info = backend.info
+    secs = measure(backend, sizes, args.context, args.reps)
+    CostModel.from_probes([int(k) for k in secs], list(secs.values()))  # it must load
+    report = {"model": info.model_path, "model_desc": info.model_desc,
+              "backend": info.offload, "threads": info.n_threads,
+              "machine": platform.node(), "context": args.context, "reps": args.reps,
+              "verify_cost_s": secs}
+    with open(args.out, "w") as fh:
+        json.dump(report, fh, indent=1)
+    one = secs[str(sizes[0])]
+    print(f"{info.model_desc} | {info.offload}: " + " ".join(
+        f"c({k})={v / one:.2f}" for k, v in secs.items() if int(k) in (1, 2, 4, 8, 9, 16, 32,
+                                                                      48, MAX_TREE)))
+    backend.close()
+
+
+if __name__ == "__main__":
+    main()
