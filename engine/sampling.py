@@ -77,9 +77,13 @@ class Sampler:
             for t in tokens[-self.settings.repeat_last_n:]:
                 llama_cpp.llama_sampler_accept(self._chain, t)
 
-    def sample(self, ctx, index: int, logits: np.ndarray | None = None) -> int:
+    def sample(self, ctx, index: int, logits: np.ndarray | None = None,
+               argmax: int | None = None) -> int:
         """Draw from the logits of batch entry `index` and record the token. `logits`,
-        when given, is that entry's row (every entry of the batch asked for logits)."""
+        when given, is that entry's row (every entry of the batch asked for logits);
+        `argmax`, when given, is that row's first maximum, already found."""
+        if self._argmax and argmax is not None:
+            return argmax
         if self._argmax and logits is not None:
             # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
             # without copying the whole vocabulary into a candidate array per token.

@@ -30,8 +30,10 @@ class DraftTree:
     _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._children = {(int(p), int(t)): i for i, (p, t) in
-                          enumerate(zip(self.parents, self.tokens, strict=True)) if p >= 0}
+        # (.tolist() first: a comprehension over NumPy scalars costs ~1 us a node, which a
+        # 63-node tree on a GPU's step budget of a few ms cannot spare)
+        keys = zip(self.parents[1:].tolist(), self.tokens[1:].tolist(), strict=True)
+        self._children = dict(zip(keys, range(1, len(self.tokens)), strict=True))
 
     @classmethod
     def root_only(cls, token: int) -> DraftTree:
@@ -88,11 +90,11 @@ class DraftTree:
         has_child[self.parents[1:]] = True
         leaves = np.flatnonzero(~has_child)
         member = np.zeros((n, len(leaves)), np.bool_)
-        for s, leaf in enumerate(leaves):
-            node = int(leaf)
-            while node >= 0:
-                member[node, s] = True
-                node = int(self.parents[node])
+        cols = np.arange(len(leaves))
+        node = leaves
+        for _ in range(int(self.depths.max()) + 1):  # every leaf climbs to the root at once
+            member[node, cols] = True
+            node = np.maximum(self.parents[node], 0)  # the root stays the root
         n_seq = member.sum(axis=1).astype(np.int32)
         seq_ids = np.argsort(~member, axis=1, kind="stable").astype(np.int32)
         return seq_ids, n_seq, seq_ids[:, 0].copy()

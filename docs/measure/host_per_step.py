@@ -1,0 +1,62 @@
+"""Host work per verification step with wide trees: what a GPU exposes and a CPU hides.
+
+The drafter is handed a curve that is flat up to --nodes tokens and prohibitive past it,
+and an optimistic calibration, so every step drafts a tree of about that size; the
+figure is the median CPU time per step outside llama_decode (drafting, the tree's
+sequences, reading logits, near-tie gaps, sampling, learning, KV edits).
+
+    python docs/measure/host_per_step.py --model qwen.gguf --nodes 32 --nodes 63
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aded_chat.runtime import corpus_files
+from engine.aded import AdedSpeculator
+from engine.backend import LlamaBackend
+from engine.cost import CostModel
+from engine.sampling import SamplingSettings
+from engine.session import ChatSession
+from engine.template import Message
+
+PROMPTS = ["Write a Python function that checks whether a string is a palindrome.",
+           "Explain how a hash map works, briefly.",
+           "Rename x to value in: def f(x):\n    return x * 2 + x\n"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--nodes", type=int, action="append", default=[])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    args = ap.parse_args()
+    backend = LlamaBackend(args.model, n_ctx=2048, n_threads=args.threads)
+    greedy = SamplingSettings(temperature=0.0, max_tokens=args.max_tokens)
+    for nodes in args.nodes or [32, 63]:
+        curve = CostModel.from_probes([1, nodes, nodes + 1], [0.002, 0.002, 1.0], frozen=True)
+        spec = AdedSpeculator.for_backend(backend, corpus_files(),
+                                          Path(tempfile.mkdtemp()), cost=curve)
+        session = ChatSession(backend, speculator=spec)
+        host, sizes = [], []
+        for text in PROMPTS:
+            spec.accept.table[:] = 0.95
+            session.reset()
+            _, _, st = session.answer([Message("user", text)], greedy)
+            wide = [i for i, (t, _) in enumerate(st.batches_per_step) if t >= 0.75 * nodes]
+            host += [st.host_cpu_s_per_step[i] for i in wide]
+            sizes += [st.batches_per_step[i][0] for i in wide]
+        print(f"{backend.info.model_desc} (vocab {backend.n_vocab}), trees of "
+              f"{np.mean(sizes):.0f} tokens ({len(host)} steps): host "
+              f"{1e3 * statistics.median(host):.3f} ms CPU per step (median)")
+    backend.close()
+
+
+if __name__ == "__main__":
+    main()
