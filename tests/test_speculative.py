@@ -142,8 +142,8 @@ class RecordingSampler(Sampler):
     mismatches = 0
     draws = 0
 
-    def sample(self, ctx, index, logits=None):
-        tok = super().sample(ctx, index, logits)
+    def sample(self, ctx, index, logits=None, argmax=None):
+        tok = super().sample(ctx, index, logits, argmax)
         ptr = llama_cpp.llama_get_logits_ith(ctx, index)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
         RecordingSampler.draws += 1
