@@ -7,6 +7,7 @@ second, so the UI never holds generation back. Widgets never call the engine.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -28,7 +29,7 @@ from aded_chat.screens.help import HelpScreen
 from aded_chat.screens.models import ModelPickerScreen
 from aded_chat.screens.settings import SettingsScreen
 from aded_chat.screens.text_prompt import TextPromptScreen
-from aded_chat.store import Conversation, Store, StoreError
+from aded_chat.store import UNTITLED, Conversation, Store, StoreError
 from aded_chat.widgets.message import MessageView, stats_summary
 from aded_chat.widgets.prompt_input import PromptInput
 from aded_chat.widgets.stats_bar import StatsBar, format_stats
@@ -55,15 +56,27 @@ class ModelLoaded(UIMessage):
 
 
 class Streamed(UIMessage):
-    def __init__(self, text: str, stats: AnswerStats):
+    """New text and a snapshot of the figures (never the live object the worker changes)."""
+
+    def __init__(self, text: str, stats: AnswerStats | None):
         super().__init__()
         self.text, self.stats = text, stats
 
 
 class Finished(UIMessage):
-    def __init__(self, stats: AnswerStats | None, status: str, error: str | None):
+    def __init__(self, stats: AnswerStats | None, status: str, error: str | None,
+                 text: str = "", saved: bool = True):
         super().__init__()
         self.stats, self.status, self.error = stats, status, error
+        self.text, self.saved = text, saved
+
+
+class Notice(UIMessage):
+    """A toast from the worker thread."""
+
+    def __init__(self, text: str, severity: str = "information"):
+        super().__init__()
+        self.text, self.severity = text, severity
 
 
 class ChatApp(App):
@@ -75,14 +88,15 @@ class ChatApp(App):
         Binding("ctrl+n", "new_conversation", "New"),
         Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+e", "edit_last", "Edit last"),
+        # priority: the prompt (a TextArea) has focus almost always and binds these keys
+        Binding("ctrl+e", "edit_last", "Edit last", priority=True),
         Binding("ctrl+s", "settings", "Settings"),
         Binding("ctrl+o", "pick_model", "Model"),
         Binding("f2", "rename", "Rename", show=False),
-        Binding("ctrl+d", "delete", "Delete chat", show=False),
-        Binding("ctrl+y", "copy_answer", "Copy answer", show=False),
-        Binding("ctrl+k", "copy_code", "Copy code", show=False),
-        Binding("ctrl+x", "export", "Export", show=False),
+        Binding("ctrl+d", "delete", "Delete chat", show=False, priority=True),
+        Binding("ctrl+y", "copy_answer", "Copy answer", show=False, priority=True),
+        Binding("ctrl+k", "copy_code", "Copy code", show=False, priority=True),
+        Binding("ctrl+x", "export", "Export", show=False, priority=True),
         Binding("ctrl+t", "show_stats", "Answer stats", show=False),
         Binding("ctrl+q", "quit", "Quit"),
     ]
@@ -106,6 +120,12 @@ class ChatApp(App):
         self._streaming: MessageView | None = None
         self._loading = False
         self.last_stats: AnswerStats | None = None
+        self.owned = True  # this process may write the shown conversation (Store.claim)
+        self._asked: tuple[int | None, str] | None = None  # the user turn being answered
+
+    def notify(self, message: str, *, markup: bool = False, **kw) -> None:
+        """Toasts carry file names, titles and error text: never parsed as markup."""
+        super().notify(message, markup=markup, **kw)
 
     # -- layout -----------------------------------------------------------------------
 
@@ -210,7 +230,7 @@ class ChatApp(App):
         lv.clear()
         convs = self.store.conversations()
         self._sidebar_ids = [c.id for c in convs]
-        lv.extend(ListItem(Label(c.title)) for c in convs)
+        lv.extend(ListItem(Label(c.title, markup=False)) for c in convs)
         if self.conv and self.conv.id in self._sidebar_ids:
             lv.index = self._sidebar_ids.index(self.conv.id)
 
@@ -224,6 +244,17 @@ class ChatApp(App):
             await log.mount_all(views)
         log.anchor()
         self.sub_title = self.conv.title
+        self.owned = self.store.claim(self.conv.id)
+        if not self.owned:
+            self.notify("This conversation is open in another aded-chat, which writes it: "
+                        "shown read-only here. Start a new one with ctrl+n.",
+                        severity="warning", timeout=10)
+
+    def _can_write(self) -> bool:
+        if not self.owned:
+            self.notify("This conversation is open in another aded-chat: start a new one "
+                        "(ctrl+n) to write here.", severity="warning")
+        return self.owned
 
     @on(ListView.Selected, "#sidebar")
     async def _select_conversation(self, event: ListView.Selected) -> None:
@@ -250,9 +281,14 @@ class ChatApp(App):
         sb.display = not sb.display
 
     def action_rename(self) -> None:
+        if not self._can_write():
+            return
+
         def done(title: str | None) -> None:
             if title:
-                self.store.update_conversation(self.conv.id, title=title[:80])
+                if not self._saved(self.store.update_conversation, self.conv.id,
+                                   title=title[:80]):
+                    return
                 self.conv = self.store.conversation(self.conv.id)
                 self.sub_title = self.conv.title
                 self._refresh_sidebar()
@@ -262,11 +298,12 @@ class ChatApp(App):
         if self.generating:
             self.notify("an answer is streaming: press Esc to stop it first")
             return
+        if not self._can_write():
+            return
 
         async def done(yes: bool | None) -> None:
-            if not yes:
+            if not yes or not self._saved(self.store.delete_conversation, self.conv.id):
                 return
-            self.store.delete_conversation(self.conv.id)
             convs = self.store.conversations()
             self.conv = convs[0] if convs else self._new_conversation()
             self._refresh_sidebar()
@@ -290,16 +327,36 @@ class ChatApp(App):
         if self.session is None:
             self.notify("The model is still loading.", severity="warning")
             return
+        if not self._can_write():
+            return
+        try:  # a history the template cannot render is never saved
+            self.session.check_messages(self._history() + [Message("user", text)])
+        except EngineError as exc:
+            self.notify(f"{exc}. Your message is still in the box.", severity="error",
+                        timeout=15)
+            return
+        mid = self._saved(self.store.add_message, self.conv.id, "user", text)
+        if mid is None:  # not saved: nothing sent, the text stays where it was typed
+            return
         self.query_one(PromptInput).clear()
-        mid = self.store.add_message(self.conv.id, "user", text)
-        if self.conv.title == "New chat":
-            title = " ".join(text.split())[:MAX_TITLE] or "New chat"
-            self.store.update_conversation(self.conv.id, title=title)
-            self.conv = self.store.conversation(self.conv.id)
-            self.sub_title = title
-            self._refresh_sidebar()
+        if self.conv.title == UNTITLED:
+            title = " ".join(text.split())[:MAX_TITLE] or UNTITLED
+            if self._saved(self.store.update_conversation, self.conv.id, title=title):
+                self.conv = self.store.conversation(self.conv.id)
+                self.sub_title = title
+                self._refresh_sidebar()
         await self.query_one("#log").mount(MessageView("user", text, message_id=mid))
         await self._answer()
+
+    def _saved(self, write, *args, **kw):
+        """Run a store write; on failure say why (disk full, read-only) and return None."""
+        try:
+            result = write(*args, **kw)
+        except StoreError as exc:
+            self.notify(f"{exc}. Nothing already saved was lost.", severity="error",
+                        timeout=15)
+            return None
+        return True if result is None else result
 
     def _history(self) -> list[Message]:
         msgs = [Message("system", self.conv.system_prompt)] if self.conv.system_prompt else []
@@ -311,8 +368,10 @@ class ChatApp(App):
         settings, speculative = self._conv_settings()
         messages = self._history()
         model = Path(self.session.backend.info.model_path).name
-        mid = self.store.add_message(self.conv.id, "assistant", "", model=model,
-                                     status="streaming")
+        users = [m for m in self.store.messages(self.conv.id) if m.role == "user"]
+        self._asked = (users[-1].id, users[-1].content) if users else None
+        mid = self._saved(self.store.add_message, self.conv.id, "assistant", "", model=model,
+                          status="streaming")  # None: answered all the same, kept in memory
         view = MessageView("assistant", "", message_id=mid, status="streaming")
         self._streaming = view
         log = self.query_one("#log", VerticalScroll)
@@ -320,11 +379,11 @@ class ChatApp(App):
         log.anchor()
         self.generating = True
         self._cancel = threading.Event()
-        self._generate(messages, settings, speculative, mid)
+        self._generate(messages, settings, speculative, mid, self.conv.id, model)
 
     @work(thread=True, exclusive=True, group="generate")
     def _generate(self, messages: list[Message], settings: SamplingSettings,
-                  speculative: bool, mid: int) -> None:
+                  speculative: bool, mid: int | None, cid: int, model: str) -> None:
         self._worker_thread = threading.current_thread()
         cancel = self._cancel
         parts: list[str] = []
@@ -332,6 +391,7 @@ class ChatApp(App):
         stats: AnswerStats | None = None
         error: str | None = None
         last_post = last_save = time.monotonic()
+        save_failed = False
         try:
             for chunk in self.session.generate(messages, settings, speculative=speculative,
                                                cancel=cancel):
@@ -339,34 +399,71 @@ class ChatApp(App):
                 parts.append(chunk.text)
                 pending.append(chunk.text)
                 now = time.monotonic()
-                if now - last_post >= STREAM_INTERVAL_S:
-                    self.post_message(Streamed("".join(pending), stats))
+                if now - last_post >= STREAM_INTERVAL_S:  # a copy: the loop keeps changing it
+                    self.post_message(Streamed("".join(pending), stats.snapshot()))
                     pending, last_post = [], now
-                if now - last_save >= SAVE_INTERVAL_S:
-                    self.store.update_message(mid, "".join(parts), status="streaming")
+                if mid is not None and now - last_save >= SAVE_INTERVAL_S:
                     last_save = now
+                    try:
+                        self.store.update_message(mid, "".join(parts), status="streaming")
+                    except StoreError as exc:
+                        if not save_failed:
+                            save_failed = True
+                            self.post_message(Notice(f"{exc}. The answer goes on in memory; "
+                                                     f"saving is retried.", "error"))
         except EngineError as exc:
             error = str(exc)
         except Exception as exc:  # keep the app alive and the partial answer saved
             error = f"{type(exc).__name__}: {exc}"
         if pending:
-            self.post_message(Streamed("".join(pending), stats))
+            self.post_message(Streamed("".join(pending), stats.snapshot() if stats else None))
         stats = stats or (self.session.last_stats if self.session else None)
         status = "stopped" if (cancel.is_set() or error) else "done"
-        self.store.update_message(mid, "".join(parts), status=status,
-                                  stats=stats.as_dict() if stats else None)
-        self.post_message(Finished(stats, status, error))
+        saved = self._save_answer(mid, cid, model, "".join(parts), status, stats)
+        self.post_message(Finished(stats, status, error, "".join(parts), saved))
+
+    def _save_answer(self, mid: int | None, cid: int, model: str, text: str, status: str,
+                     stats: AnswerStats | None) -> bool:
+        """The answer's final save, retried a few times (a full disk may have room again);
+        the text is never replaced by less of it (Store.update_message). An answer whose
+        first save failed is added whole."""
+        record = stats.as_dict() if stats else None
+        for attempt in range(3):
+            try:
+                if mid is None:
+                    self.store.add_message(cid, "assistant", text, model=model, stats=record,
+                                           status=status)
+                else:
+                    self.store.update_message(mid, text, status=status, stats=record)
+                return True
+            except StoreError:
+                time.sleep(0.2 * (attempt + 1))
+        return False
 
     async def on_streamed(self, msg: Streamed) -> None:
         if self._streaming is not None and msg.text:
             await self._streaming.append(msg.text)
-        self._bar(format_stats(msg.stats, self.backend_label, "streaming"))
+        if msg.stats is not None:
+            self._bar(format_stats(msg.stats, self.backend_label, "streaming"))
 
-    def on_finished(self, msg: Finished) -> None:
+    def on_notice(self, msg: Notice) -> None:
+        self.notify(msg.text, severity=msg.severity, timeout=15)
+
+    async def on_finished(self, msg: Finished) -> None:
         self.generating = False
-        if self._streaming is not None:
-            self._streaming.finish(msg.stats.as_dict() if msg.stats else None, msg.status)
-            self._streaming = None
+        view, self._streaming = self._streaming, None
+        if msg.error and not msg.text.strip():
+            await self._undo_failed_turn(view)
+            self.notify(f"{msg.error}. Your message is back in the box.", severity="error",
+                        timeout=15)
+            self._show_idle()
+            return
+        if view is not None:
+            view.finish(msg.stats.as_dict() if msg.stats else None, msg.status)
+        if not msg.saved:
+            self.notify("The answer could not be saved (is the disk full?): it is shown "
+                        "here, and saved with the next answer that can be.", severity="error",
+                        timeout=15)
         if msg.error:
             self.notify(msg.error, severity="error", timeout=10)
         if msg.stats is not None:
@@ -375,25 +472,45 @@ class ChatApp(App):
                 self.query_one(StatsBar).record(msg.stats.tokens_per_s)
         self._show_idle()
 
+    async def _undo_failed_turn(self, view: MessageView | None) -> None:
+        """An answer that failed before its first word leaves no trace: its empty message
+        and the user turn it answered are removed (a template that needs alternating
+        roles could not render the history otherwise), and the text goes back to the box."""
+        if view is not None:
+            if view.message_id is not None:
+                self._saved(self.store.delete_message, view.message_id)
+            await view.remove()
+        if self._asked is None:
+            return
+        uid, text = self._asked
+        if uid is not None and self._saved(self.store.delete_message, uid):
+            for v in self.query(MessageView):
+                if v.message_id == uid:
+                    await v.remove()
+        prompt = self.query_one(PromptInput)
+        prompt.text = text
+        prompt.focus()
+
     def action_stop(self) -> None:
         if self.generating:
             self._cancel.set()
 
     async def action_regenerate(self) -> None:
-        if self.generating or self.session is None:
+        if self.generating or self.session is None or not self._can_write():
             return
         msgs = self.store.messages(self.conv.id)
         if not msgs or msgs[-1].role != "assistant":
             self.notify("Nothing to regenerate.")
             return
-        self.store.delete_message(msgs[-1].id)
+        if not self._saved(self.store.delete_message, msgs[-1].id):
+            return
         views = self.query(MessageView)
         if views:
             await views.last().remove()
         await self._answer()
 
     async def action_edit_last(self) -> None:
-        if self.generating:
+        if self.generating or not self._can_write():
             return
         msgs = self.store.messages(self.conv.id)
         users = [m for m in msgs if m.role == "user"]
@@ -401,8 +518,8 @@ class ChatApp(App):
             return
         last_user = users[-1]
         for m in msgs:
-            if m.id >= last_user.id:
-                self.store.delete_message(m.id)
+            if m.id >= last_user.id and not self._saved(self.store.delete_message, m.id):
+                break
         await self._show_conversation()
         prompt = self.query_one(PromptInput)
         prompt.text = last_user.content
@@ -412,15 +529,18 @@ class ChatApp(App):
     # -- settings and model -----------------------------------------------------------
 
     def action_settings(self) -> None:
+        if not self._can_write():
+            return
         settings, speculative = self._conv_settings()
 
         def done(result) -> None:
             if result is None:
                 return
             system, new, spec = result
-            self.store.update_conversation(
-                self.conv.id, system_prompt=system,
-                settings={**asdict(new), "speculative": spec})
+            if not self._saved(self.store.update_conversation, self.conv.id,
+                               system_prompt=system,
+                               settings={**asdict(new), "speculative": spec}):
+                return
             self.conv = self.store.conversation(self.conv.id)
             self.notify("Settings saved for this conversation.")
         self.push_screen(SettingsScreen(self.conv.system_prompt, settings, speculative), done)
@@ -457,10 +577,11 @@ class ChatApp(App):
         self.notify("Code block copied.")
 
     def export_markdown(self) -> Path:
+        """Write the conversation to a new Markdown file in the exports folder: never over
+        an existing file (a numbered name instead) and never through a symbolic link."""
         out = data_dir() / "exports"
         out.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^\w.-]+", "-", self.conv.title).strip("-")[:40] or "chat"
-        path = out / f"{self.conv.id}-{safe}.md"
         lines = [f"# {self.conv.title}", ""]
         if self.conv.system_prompt:
             lines += [f"_System: {self.conv.system_prompt}_", ""]
@@ -469,11 +590,27 @@ class ChatApp(App):
             lines += [f"## {who}", "", m.content, ""]
             if m.role == "assistant" and m.stats:
                 lines += [f"<sub>{stats_summary(m.stats)}</sub>", ""]
-        path.write_text("\n".join(lines), encoding="utf-8")
-        return path
+        data = "\n".join(lines).encode("utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        for n in range(1, 1000):
+            path = out / (f"{self.conv.id}-{safe}.md" if n == 1 else
+                          f"{self.conv.id}-{safe}-{n}.md")
+            try:
+                fd = os.open(path, flags, 0o644)
+            except FileExistsError:  # a file or a link of that name: the next number
+                continue
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return path
+        raise OSError(f"too many exports named {safe}")
 
     def action_export(self) -> None:
-        self.notify(f"Exported to {self.export_markdown()}")
+        try:
+            path = self.export_markdown()
+        except OSError as exc:
+            self.notify(f"Export failed: {exc.strerror or exc}", severity="error", timeout=10)
+            return
+        self.notify(f"Exported to {path}")
 
     def action_show_stats(self) -> None:
         answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
@@ -494,18 +631,29 @@ class ChatApp(App):
     # -- quitting ---------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        self.stop_generation_and_wait()
+        """Quit at once: the streaming answer is saved from what the screen shows, and
+        its worker stops at its next step (it is not waited for here: the UI thread
+        waiting on a worker that reports to it would freeze the app)."""
+        if self.generating:
+            self._cancel.set()
+            view = self._streaming
+            if view is not None and view.message_id is not None:
+                try:
+                    self.store.update_message(view.message_id, view.content, status="stopped")
+                except StoreError:
+                    pass  # the worker's own final save retries
         self.exit()
 
     def stop_generation_and_wait(self, timeout: float = 10.0) -> None:
-        """Stop a streaming answer; its worker saves what was produced before exiting."""
-        if self.generating:
-            self._cancel.set()
-            if self._worker_thread is not None:
-                self._worker_thread.join(timeout)
+        """Stop a streaming answer and wait for its worker to save it (after the app has
+        exited, so the worker has no UI to wait for)."""
+        self._cancel.set()
+        if self._worker_thread is not None:
+            self._worker_thread.join(timeout)
 
 
 def run_app(cfg: Config, args) -> int:
+    """The chat app; its exit status is non-zero when it ended with an error."""
     from aded_chat.runtime import load_cost_curve
 
     curve = load_cost_curve(args.cost_curve)  # before the store and the UI: fails fast
@@ -514,6 +662,10 @@ def run_app(cfg: Config, args) -> int:
         store = Store(store_path)
     except StoreError as exc:
         raise EngineError(str(exc)) from None
+    if store.read_only:
+        store.close()
+        raise EngineError(f"conversation database {store_path} is read-only: make it "
+                          f"writable (chmod u+w) or point XDG_DATA_HOME elsewhere")
     app = ChatApp(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
                   verbose=args.verbose, store=store,
                   speculative=False if args.plain else None, cost_curve=curve)
@@ -522,5 +674,4 @@ def run_app(cfg: Config, args) -> int:
     finally:
         app.stop_generation_and_wait()
         store.close()
-    return 0
-
+    return app.return_code or 0

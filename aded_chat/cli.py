@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 
 from aded_chat import __version__
-from aded_chat.config import ConfigError, load_config
+from aded_chat.config import ConfigError, check_config, load_config
 from engine.backend import KV_CACHE_TYPES
 from engine.errors import EngineError
+from engine.limits import SettingsError, check_sampling
 
 EXIT_USAGE = 2
+EXIT_OUTPUT = 1  # stdout closed or full, as `echo hi >/dev/full` exits
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
 
 
 class UsageError(Exception):
@@ -95,16 +99,42 @@ def _settings(cfg, args):
         s = replace(s, seed=args.seed)
     if getattr(args, "max_tokens", None) is not None:
         s = replace(s, max_tokens=args.max_tokens)
-    if s.max_tokens < 1:
-        raise UsageError("--max-tokens must be at least 1")
+    try:
+        check_sampling(s)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
     return s
+
+
+def _text(s: str) -> str:
+    """Text from argv or a byte stream that may not be UTF-8: undecodable bytes become
+    U+FFFD, as they would in any editor, instead of failing when the prompt is encoded."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _out(text: str) -> None:
+    """Write to stdout now; a closed or full stdout is an OutputError, not a traceback."""
+    if sys.stdout is None:
+        raise OutputError("standard output is closed")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
+
+
+class OutputError(Exception):
+    """The answer could not be written to standard output."""
 
 
 def cmd_ask(cfg, args) -> int:
     from aded_chat.runtime import load_cost_curve, open_session
     from engine.template import Message
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = (sys.stdin.buffer.read().decode("utf-8", "replace") if args.prompt == "-"
+              else _text(args.prompt))
     if not prompt.strip():
         raise UsageError("empty prompt")
     settings = _settings(cfg, args)
@@ -112,7 +142,7 @@ def cmd_ask(cfg, args) -> int:
                            n_ctx=args.n_ctx, verbose=args.verbose,
                            speculator=cfg.speculative and not args.plain,
                            cost_curve=load_cost_curve(args.cost_curve))
-    system = args.system if args.system is not None else cfg.system_prompt
+    system = _text(args.system) if args.system is not None else cfg.system_prompt
     messages = ([Message("system", system)] if system else []) + [Message("user", prompt)]
     parts: list[str] = []
     stats = None
@@ -123,8 +153,7 @@ def cmd_ask(cfg, args) -> int:
             stats = chunk.stats
             parts.append(chunk.text)
             if not args.json:
-                sys.stdout.write(chunk.text)
-                sys.stdout.flush()
+                _out(chunk.text)
     except KeyboardInterrupt:
         gen.close()
         interrupted = True
@@ -133,14 +162,15 @@ def cmd_ask(cfg, args) -> int:
     if interrupted and stats is not None:
         stats.finish_reason = "interrupted"
     if args.json:
-        print(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
+        _out(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
                           "backend": session.backend.info.offload,
                           "threads": session.backend.n_threads,
                           "kv_cache": session.backend.info.kv_cache,
                           "settings": settings.as_dict(),
-                          "stats": stats.as_dict() if stats else None}, ensure_ascii=False))
+                          "stats": stats.as_dict() if stats else None}, ensure_ascii=False,
+                         allow_nan=False) + "\n")
     else:
-        sys.stdout.write("\n")
+        _out("\n")
         if stats is not None:
             sys.stderr.write(_stats_line(stats, session.backend.info.offload) + "\n")
     return EXIT_INTERRUPTED if interrupted else 0
@@ -187,25 +217,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         cfg = load_config()
-        if getattr(args, "threads", None) is not None:
-            if args.threads < 1:
-                raise UsageError("--threads must be at least 1")
-            cfg = replace(cfg, threads=args.threads)
-        if getattr(args, "kv_cache", None) is not None:
-            cfg = replace(cfg, kv_cache=args.kv_cache)
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        flags = {"threads": args.threads, "kv_cache": args.kv_cache, "n_ctx": args.n_ctx,
+                 "n_gpu_layers": args.n_gpu_layers}
+        cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+        try:
+            check_config(cfg)
+        except SettingsError as exc:
+            raise UsageError(str(exc).replace("n_ctx", "--n-ctx")) from None
         command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench}.get(
             args.command, cmd_chat)
         return command(cfg, args)
     except UsageError as exc:
-        print(f"aded-chat: error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
     except ConfigError as exc:
-        print(f"aded-chat: config error: {exc}", file=sys.stderr)
+        _error(f"config error: {exc}")
     except EngineError as exc:
-        print(f"aded-chat: error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
+    except OutputError as exc:
+        _error(f"cannot write the answer: {exc}")
+        return EXIT_OUTPUT
+    except BrokenPipeError:  # `aded-chat ask ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        print("aded-chat: interrupted", file=sys.stderr)
+        _error("interrupted")
         return EXIT_INTERRUPTED
     return EXIT_USAGE
+
+
+def _error(text: str) -> None:
+    if sys.stderr is not None:
+        try:
+            print(f"aded-chat: {text}", file=sys.stderr)
+        except OSError:
+            pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush meets no broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

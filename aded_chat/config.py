@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from engine.backend import KV_CACHE_TYPES
+from engine.limits import SettingsError, check_load, check_sampling
 from engine.sampling import SamplingSettings
 
 APP = "aded-chat"
@@ -72,9 +73,9 @@ def _check(section: str, key: str, value, spec) -> None:
 def load_config(path: Path | None = None) -> Config:
     """Read the config file if there is one; a broken file is an error, not a shrug."""
     path = path or config_path()
-    if not path.exists():
-        return Config()
     try:
+        if not path.is_file():
+            return Config()
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
@@ -91,15 +92,24 @@ def load_config(path: Path | None = None) -> Config:
                 gen[k] = float(v) if _GEN[k].type == "float" else v
         elif key in _TOP:
             _check("top level", key, value, _TOP[key])
-            if key == "threads" and value < 0:
-                raise ConfigError(f"{path}: threads = {value} must be 0 (automatic) or more")
             if key == "kv_cache" and value not in KV_CACHE_TYPES:
                 raise ConfigError(f"{path}: kv_cache = {value!r} must be one of "
                                   f"{', '.join(KV_CACHE_TYPES)}")
             top[key] = value
         else:
             raise ConfigError(f"{path}: unknown key {key}")
-    return replace(Config(**top), generation=replace(SamplingSettings(), **gen))
+    cfg = replace(Config(**top), generation=replace(SamplingSettings(), **gen))
+    try:
+        check_config(cfg)
+    except SettingsError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """The one range check for every setting, whether a flag or the file gave it."""
+    check_sampling(cfg.generation)
+    check_load(n_ctx=cfg.n_ctx, threads=cfg.threads, n_gpu_layers=cfg.n_gpu_layers)
 
 
 DEFAULT_CONFIG_TEXT = """\

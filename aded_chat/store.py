@@ -1,17 +1,32 @@
 """Conversations in SQLite under the user data dir (WAL mode, numbered migrations).
 
 A message is committed when it completes; a streaming answer is saved every few seconds
-by the app, so a killed process loses at most the last seconds of one answer. A database
-that cannot be opened is moved aside (never deleted) and a fresh one is started.
+by the app, so a killed process loses at most the last seconds of one answer.
+
+Opening tells apart what a user can meet: a database another process holds (wait, then
+say so: never touch it), one written by a newer aded-chat (refuse, touch nothing), a
+read-only file (open it read-only), and a damaged one (an integrity check or a schema
+that is not ours: moved aside, never deleted, and a fresh one started).
+
+One connection, shared by the UI and the generation worker, behind one lock. A
+conversation is written by one process at a time: each process claims the conversations
+it writes with an advisory file lock, and another process shows them read-only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process per data dir is assumed
+    fcntl = None
 
 MIGRATIONS = [
     # 1: conversations and their messages, with what it takes to reproduce an answer
@@ -37,10 +52,26 @@ MIGRATIONS = [
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     """,
 ]
+# The columns the code reads, by table: a database at our version without them is not ours.
+SCHEMA = {
+    "conversations": {"id", "title", "system_prompt", "settings", "created", "updated"},
+    "messages": {"id", "conversation_id", "role", "content", "model", "stats", "status",
+                 "created"},
+}
+BUSY_TIMEOUT_S = 5.0  # how long to wait for another process's write lock
+UNTITLED = "New chat"  # a conversation's title until its first message names it
 
 
 class StoreError(Exception):
-    pass
+    """The conversation database cannot be used; the message says why and what to do."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed (disk full, read-only, locked); nothing already saved was lost."""
+
+
+class _Damaged(Exception):
+    """The file is not a usable aded-chat database: moved aside and started afresh."""
 
 
 @dataclass
@@ -66,68 +97,151 @@ class Store:
     def __init__(self, path: Path):
         self.path = path
         self.recovered_from: Path | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = False
+        self._lock = threading.RLock()
+        self._claims: dict[int, int] = {}  # conversation id -> open lock file descriptor
         try:
-            self.db = self._open(path)
-        except sqlite3.DatabaseError as exc:
-            aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
-            try:
-                path.rename(aside)
-                for suffix in ("-wal", "-shm"):
-                    side = path.with_name(path.name + suffix)
-                    if side.exists():
-                        side.rename(aside.with_name(aside.name + suffix))
-            except OSError as move_exc:
-                raise StoreError(f"conversation database {path} is unusable ({exc}) and "
-                                 f"could not be moved aside: {move_exc}") from None
-            self.recovered_from = aside
-            self.db = self._open(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data folder {path.parent}: "
+                             f"{exc.strerror}") from None
+        self.read_only = path.exists() and not (os.access(path, os.W_OK)
+                                                and os.access(path.parent, os.W_OK))
+        try:
+            self.db = self._open(path, self.read_only)
+        except _Damaged as exc:
+            self._move_aside(path, str(exc))
+            self.db = self._open(path, False)
+
+    def _move_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
+        try:
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(aside.with_name(aside.name + suffix))
+        except OSError as exc:
+            raise StoreError(f"conversation database {path} is damaged ({why}) and could "
+                             f"not be moved aside: {exc.strerror}") from None
+        self.recovered_from = aside
 
     @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def _open(path: Path, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                 check_same_thread=False, isolation_level=None)
+        else:
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False,
+                                 isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            if not read_only:
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA quick_check").fetchone()
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            for n, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-                db.executescript(f"BEGIN; {sql}; PRAGMA user_version={n}; COMMIT;")
-        except sqlite3.DatabaseError:
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"conversation database {path} was written by a newer aded-chat "
+                    f"(schema {version}, this one knows {len(MIGRATIONS)}); upgrade "
+                    f"aded-chat. The file was not touched.")
+            check = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                raise _Damaged(f"integrity check: {check[0]}")
+            if read_only:
+                if version < len(MIGRATIONS):
+                    raise StoreError(f"conversation database {path} is read-only and needs "
+                                     f"an upgrade; make it writable")
+            else:
+                for n, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                    db.executescript(f"BEGIN; {sql}; PRAGMA user_version={n}; COMMIT;")
+            for table, cols in SCHEMA.items():
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                if not cols <= have:
+                    raise _Damaged(f"table {table} is not aded-chat's")
+        except BaseException as exc:
             db.close()
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                raise StoreError(f"conversation database {path} is in use by another "
+                                 f"program (waited {BUSY_TIMEOUT_S:.0f} s); close it and "
+                                 f"try again") from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _Damaged(str(exc)) from None
             raise
         return db
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            for fd in self._claims.values():
+                os.close(fd)
+            self._claims.clear()
+            self.db.close()
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        if self.read_only:
+            raise StoreWriteError("the conversation database is read-only: nothing is saved")
+        try:
+            with self._lock:
+                return self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreWriteError(f"could not save: {_describe(exc)}") from None
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            with self._lock:
+                return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the conversation database: "
+                             f"{_describe(exc)}") from None
+
+    # -- who writes a conversation ----------------------------------------------------
+
+    def claim(self, cid: int) -> bool:
+        """Claim conversation cid for this process's writes (keeping earlier claims).
+        False when another process has it: show it, do not append to it."""
+        if cid in self._claims or fcntl is None or self.read_only:
+            return not self.read_only
+        folder = self.path.parent / "locks"
+        try:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(folder / f"{self.path.stem}-{cid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return True  # no lock folder (a read-only place): nothing to coordinate with
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._claims[cid] = fd
+        return True
 
     # -- conversations ----------------------------------------------------------------
 
-    def create_conversation(self, title: str = "New chat", system_prompt: str = "",
+    def create_conversation(self, title: str = UNTITLED, system_prompt: str = "",
                             settings: dict | None = None) -> Conversation:
         now = time.time()
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT INTO conversations(title, system_prompt, settings, created, updated) "
             "VALUES (?, ?, ?, ?, ?)", (title, system_prompt, json.dumps(settings or {}), now, now))
+        self.claim(cur.lastrowid)
         return self.conversation(cur.lastrowid)
 
     def conversation(self, cid: int) -> Conversation:
-        row = self.db.execute("SELECT id, title, system_prompt, settings, updated FROM "
-                              "conversations WHERE id = ?", (cid,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT id, title, system_prompt, settings, updated FROM "
+                          "conversations WHERE id = ?", (cid,))
+        if not rows:
             raise StoreError(f"no conversation {cid}")
-        return Conversation(row[0], row[1], row[2], json.loads(row[3]), row[4])
+        return _conversation(rows[0])
 
     def conversations(self) -> list[Conversation]:
-        rows = self.db.execute("SELECT id, title, system_prompt, settings, updated FROM "
-                               "conversations ORDER BY updated DESC, id DESC").fetchall()
-        return [Conversation(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [_conversation(r) for r in self._read(
+            "SELECT id, title, system_prompt, settings, updated FROM "
+            "conversations ORDER BY updated DESC, id DESC")]
 
     def update_conversation(self, cid: int, *, title: str | None = None,
                             system_prompt: str | None = None,
                             settings: dict | None = None) -> None:
         conv = self.conversation(cid)
-        self.db.execute(
+        self._write(
             "UPDATE conversations SET title = ?, system_prompt = ?, settings = ?, updated = ? "
             "WHERE id = ?",
             (title if title is not None else conv.title,
@@ -135,33 +249,57 @@ class Store:
              json.dumps(settings if settings is not None else conv.settings), time.time(), cid))
 
     def delete_conversation(self, cid: int) -> None:
-        self.db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
+        self._write("DELETE FROM conversations WHERE id = ?", (cid,))
 
     # -- messages ---------------------------------------------------------------------
 
     def add_message(self, cid: int, role: str, content: str, *, model: str | None = None,
                     stats: dict | None = None, status: str = "done") -> int:
         now = time.time()
-        cur = self.db.execute(
-            "INSERT INTO messages(conversation_id, role, content, model, stats, status, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (cid, role, content, model, json.dumps(stats) if stats else None, status, now))
-        self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+        with self._lock:
+            cur = self._write(
+                "INSERT INTO messages(conversation_id, role, content, model, stats, status, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, role, content, model, json.dumps(stats) if stats else None, status, now))
+            self._write("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
         return cur.lastrowid
 
     def update_message(self, mid: int, content: str, *, stats: dict | None = None,
                        status: str | None = None) -> None:
-        self.db.execute(
-            "UPDATE messages SET content = ?, stats = COALESCE(?, stats), "
-            "status = COALESCE(?, status) WHERE id = ?",
+        """Save a message's newer text. Text is never replaced by less of it: a save
+        that would shorten what is stored keeps the stored text (and takes the rest)."""
+        self._write(
+            "UPDATE messages SET content = CASE WHEN length(content) > length(?1) THEN "
+            "content ELSE ?1 END, stats = COALESCE(?2, stats), status = COALESCE(?3, status) "
+            "WHERE id = ?4",
             (content, json.dumps(stats) if stats else None, status, mid))
 
     def delete_message(self, mid: int) -> None:
-        self.db.execute("DELETE FROM messages WHERE id = ?", (mid,))
+        self._write("DELETE FROM messages WHERE id = ?", (mid,))
 
     def messages(self, cid: int) -> list[StoredMessage]:
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT id, role, content, model, stats, status FROM messages "
-            "WHERE conversation_id = ? ORDER BY id", (cid,)).fetchall()
+            "WHERE conversation_id = ? ORDER BY id", (cid,))
         return [StoredMessage(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5])
                 for r in rows]
+
+
+def _conversation(r: tuple) -> Conversation:
+    return Conversation(r[0], r[1], r[2], json.loads(r[3]), r[4])
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "full" in text.lower():
+        return "the disk is full"
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return "the database is read-only"
+    if _is_busy(exc):
+        return "another program holds the database"
+    return text

@@ -8,9 +8,11 @@ and a unified KV cache so that a whole draft tree can be verified in one llama_d
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -27,11 +29,13 @@ GGUF_MAGIC = b"GGUF"
 # llama.cpp logs through one global callback. We keep the recent lines (the loader's
 # "offloaded N/M layers" and the reason a load failed) and print only when verbose.
 _log_lines: collections.deque[str] = collections.deque(maxlen=400)
+_error_lines: collections.deque[str] = collections.deque(maxlen=20)  # ERROR level only
 _log_verbose = False
 _log_lock = threading.Lock()
 
 
-_LOG_DEBUG, _LOG_CONT = 4, 5
+# ggml's levels (ggml.h): NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (a continuation)
+_LOG_DEBUG, _LOG_ERROR, _LOG_CONT = 1, 4, 5
 _last_level = 0
 
 
@@ -44,8 +48,11 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         os.write(2, text)
     if _last_level == _LOG_DEBUG:  # tens of thousands of lines per load: not kept
         return
+    line = text.decode("utf-8", errors="replace")
     with _log_lock:
-        _log_lines.append(text.decode("utf-8", errors="replace"))
+        _log_lines.append(line)
+        if _last_level == _LOG_ERROR:
+            _error_lines.append(line)
 
 
 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -58,10 +65,39 @@ def set_verbose(verbose: bool) -> None:
     _log_verbose = verbose
 
 
+def _load_failure() -> str:
+    """llama.cpp's own reason a load failed: its first error line that says more than
+    'failed to load model', without the function names it starts with."""
+    with _log_lock:
+        lines = [ln.strip() for ln in _error_lines]
+    for line in lines:
+        reason = re.sub(r"^(\w+: )+", "", line)
+        reason = re.sub(r"^error loading model: (\w+: )*", "", reason)
+        if reason and not reason.startswith("failed to load model"):
+            return reason
+    return "llama.cpp could not load it (run with --verbose for its log)"
+
+
 def _recent_log(pattern: str) -> list[re.Match]:
     rx = re.compile(pattern)
     with _log_lock:
         return [m for line in _log_lines if (m := rx.search(line))]
+
+
+@contextlib.contextmanager
+def _interruptible(flag: threading.Event):
+    """Ctrl+C sets flag instead of raising: llama.cpp calls back into Python while it
+    loads (its log, its progress), and an exception raised in a ctypes callback is
+    printed and lost, so the load would go on. The progress callback reads the flag and
+    stops the load; the caller raises KeyboardInterrupt after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_gguf_file(path: Path) -> None:
@@ -157,13 +193,24 @@ class LlamaBackend:
         # machine's Sapphire Rapids CPU, and repacked layouts switch kernels between one
         # token and a batch, which makes verification logits drift from plain decoding.
         mparams.use_extra_bufts = False
+        interrupted = threading.Event()
+
+        @llama_cpp.llama_progress_callback
+        def progress(fraction: float, user_data: ctypes.c_void_p) -> bool:
+            return not interrupted.is_set()
+
+        mparams.progress_callback = progress
         with _log_lock:
             _log_lines.clear()
-        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+            _error_lines.clear()
+        with _interruptible(interrupted):
+            model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        if interrupted.is_set():
+            if model:
+                llama_cpp.llama_model_free(model)
+            raise KeyboardInterrupt
         if not model:
-            reason = _recent_log(r"(error loading model: .*|failed to .*)")
-            detail = reason[-1].group(1).strip() if reason else "llama.cpp could not load it"
-            raise ModelLoadError(f"cannot load model {path}: {detail}")
+            raise ModelLoadError(f"cannot load model {path}: {_load_failure()}")
         self._model = model
 
         self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))

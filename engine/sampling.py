@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 import llama_cpp
 import numpy as np
 
+# llama.cpp reads the seed as 32 bits and takes 0xFFFFFFFF as "a random seed each time",
+# so a recorded seed that reproduces its answer lies in 0..2^32 - 2.
+SEED_MAX = 0xFFFFFFFE
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -33,7 +37,7 @@ class SamplingSettings:
         """A copy with a concrete seed, so an answer can be reproduced from its record."""
         if self.seed is not None:
             return self
-        return replace(self, seed=random.randrange(1, 2**31 - 1))
+        return replace(self, seed=random.randrange(0, SEED_MAX + 1))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +70,9 @@ class Sampler:
             if s.min_p > 0.0:
                 add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
-            seed = s.seed if s.seed is not None else 0xFFFFFFFF
-            add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            if s.seed is None or not 0 <= s.seed <= SEED_MAX:
+                raise ValueError(f"sampler needs a seed in 0..{SEED_MAX}, not {s.seed}")
+            add(chain, llama_cpp.llama_sampler_init_dist(s.seed))
         self._chain = chain
         self._argmax = s.greedy and s.repeat_penalty == 1.0
 

@@ -146,6 +146,11 @@ class ChatSession:
             toks = [b.bos, *toks]
         return toks
 
+    def check_messages(self, messages: Sequence[Message]) -> None:
+        """Raise TemplateRenderError (one sentence) when the model's chat template cannot
+        render these messages, before a caller saves them as a conversation."""
+        self.template.render(messages)
+
     def fit_prompt(self, messages: Sequence[Message], max_tokens: int
                    ) -> tuple[list[int], int]:
         """Prompt tokens that leave room to answer, dropping the oldest turns (never the

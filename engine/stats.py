@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 @dataclass
@@ -45,6 +45,12 @@ class AnswerStats:
     trigram_mb: float = 0.0
     plain_tokens_per_s: float | None = None  # calibrated plain rate, for the speedup figure
     tree_nodes_last: int = 0
+
+    def snapshot(self) -> AnswerStats:
+        """A copy that later steps do not change (for another thread to read)."""
+        return replace(self, host_s_per_step=list(self.host_s_per_step),
+                       host_cpu_s_per_step=list(self.host_cpu_s_per_step),
+                       batches_per_step=list(self.batches_per_step))
 
     def add_step(self, step: StepStats) -> None:
         self.steps += 1

@@ -1,6 +1,10 @@
 """Chat formatting: the template's text may hold special tokens, message text never."""
 
-from engine.template import CHATML_TEMPLATE, ChatTemplate, Message
+import time
+
+import pytest
+
+from engine.template import CHATML_TEMPLATE, ChatTemplate, Message, TemplateRenderError
 
 
 def fake_tokenize(text, special):
@@ -40,9 +44,36 @@ def test_template_from_gguf_with_raise_exception_is_sandboxed():
            "{% endif %}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}")
     t = ChatTemplate(src)
     assert t.tokens([Message("user", "x")], fake_tokenize) == list("[user]x")
-    try:
-        t.render([Message("system", "s")])
-    except Exception as exc:
-        assert "user first" in str(exc)
-    else:
-        raise AssertionError("template exception not raised")
+    with pytest.raises(TemplateRenderError, match="user first"):
+        t.render([Message("assistant", "s")])
+
+
+GEMMA_LIKE = ("{% if messages[0]['role'] == 'system' %}"
+              "{{ raise_exception('System role not supported') }}{% endif %}"
+              "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</>{% endfor %}")
+
+
+def test_a_template_without_a_system_role_gets_it_in_the_first_user_turn():
+    t = ChatTemplate(GEMMA_LIKE)
+    msgs = [Message("system", "Be brief."), Message("user", "Hi"),
+            Message("assistant", "Hello"), Message("user", "Bye")]
+    assert t.render(msgs) == "<user>Be brief.\n\nHi</><assistant>Hello</><user>Bye</>"
+    assert t.merges_system
+    toks = t.tokens(msgs, fake_tokenize)
+    assert "".join(toks) == "<user>Be brief.\n\nHi</><assistant>Hello</><user>Bye</>"
+
+
+@pytest.mark.parametrize("src, needle", [
+    ("{% for m in messages %}{{ m['content'] }", "broken"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "budget"),
+    ("{{ 'a' * 10**8 }}", "too large"),
+    ("{{ 'a' * 10 ** 100 }}", "too large"),
+    ("{{ messages[5]['content'] }}", "failed"),
+])
+def test_a_broken_or_runaway_template_is_one_clear_error(src, needle):
+    t = ChatTemplate(src)
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError, match=needle):
+        t.tokens([Message("user", "x")], fake_tokenize)
+    assert time.monotonic() - started < 10

@@ -26,8 +26,9 @@ class ModelPickerScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Models (folder: {self.models_dir})")
-            yield ListView(*[ListItem(Label(f"{e.name}  ({e.size_bytes / 1e6:.0f} MB)"))
+            yield Label(f"Models (folder: {self.models_dir})", markup=False)
+            yield ListView(*[ListItem(Label(f"{e.name}  ({e.size_bytes / 1e6:.0f} MB)",
+                                            markup=False))
                              for e in self.entries], id="models")
             yield Label("or a path to a GGUF file:")
             yield Input(placeholder="/path/to/model.gguf", id="path")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, Markdown
+from textual.widgets import Label, Markdown, Static
 
 
 def stats_summary(stats: dict | None) -> str:
@@ -33,6 +33,7 @@ class MessageView(Vertical):
     MessageView.stopped { border-left: thick $warning; }
     MessageView > Label { color: $text-muted; }
     MessageView > Markdown { margin: 0; padding: 0; }
+    MessageView > #text { margin: 0 0 1 0; }
     """
 
     def __init__(self, role: str, content: str, *, message_id: int | None = None,
@@ -45,8 +46,11 @@ class MessageView(Vertical):
         self.status = status
 
     def compose(self) -> ComposeResult:
-        yield Label(self._label(), id="role")
-        yield Markdown(self.content)
+        yield Label(self._label(), id="role", markup=False)
+        if self.role == "assistant":
+            yield Markdown(self.content)
+        else:  # what the person typed, as typed: line breaks and indentation kept
+            yield Static(self.content, id="text", markup=False)
 
     def on_mount(self) -> None:
         self._refresh_meta()

@@ -42,7 +42,7 @@ class StatsBar(Horizontal):
         self.history: list[float] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("loading model…", id="stats-text")
+        yield Static("loading model…", id="stats-text", markup=False)  # file names
         yield Sparkline([], id="stats-spark")
 
     def show(self, text: str) -> None:
