@@ -204,6 +204,7 @@ def run_bench(cfg, args) -> int:
     for p in prompts:
         msgs = p["messages"]
         runs: dict[str, list[dict]] = {m: [] for m in methods}
+        failed: dict[str, str] = {}  # a peer that failed on this prompt: reported, run goes on
         snapshot = session.speculator.snapshot()
         for _ in range(max(1, args.repeat)):
             for m in methods:
@@ -213,11 +214,17 @@ def run_bench(cfg, args) -> int:
                     session.speculator.restore(snapshot)
                     runs[m].append(run_session(session, msgs, settings, speculative=True,
                                                foreign_cost=curve))
-                else:
-                    runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
+                elif m not in failed:
+                    try:
+                        runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
+                    except Exception as exc:  # the peer's own bug, not a reason to stop
+                        failed[m] = f"{type(exc).__name__}: {exc}"[:200]
         row = {"id": p["id"], "category": p["category"]}
         plain = median_run(runs["plain"])
         for m in methods:
+            if m in failed:
+                row[m] = {"error": failed[m]}
+                continue
             r = median_run(runs[m])
             if m != "plain":
                 if "token_ids" in r:
@@ -236,7 +243,10 @@ def run_bench(cfg, args) -> int:
             r.pop("token_ids", None)
             row[m] = r
         if hl is not None and not results:  # once, as a reference for our plain decoding
-            row["llama_cpp_python_plain"] = PromptLookup.run(hl.plain, msgs, settings)
+            try:
+                row["llama_cpp_python_plain"] = PromptLookup.run(hl.plain, msgs, settings)
+            except Exception as exc:  # reported beside the table, never the end of the run
+                print(f"# llama-cpp-python reference failed: {exc}"[:200], file=sys.stderr)
         results.append(row)
         print(_row_line(row, methods), file=sys.stderr)
 
@@ -294,7 +304,8 @@ def _geomeans(results: list[dict], methods: list[str], key: str = "speedup") -> 
             continue
         cats: dict[str, list[float]] = {}
         for r in results:
-            cats.setdefault(r["category"], []).append(r[m][key])
+            if key in r[m]:  # (not a failed peer's row)
+                cats.setdefault(r["category"], []).append(r[m][key])
         out[m] = {"overall": geomean([x for xs in cats.values() for x in xs]),
                   **{c: geomean(xs) for c, xs in cats.items()}}
     return out
@@ -306,6 +317,9 @@ def _row_line(row: dict, methods: list[str]) -> str:
         if m == "plain":
             continue
         r = row[m]
+        if "error" in r:
+            parts.append(f"{m} failed: {r['error']}")
+            continue
         same = "=" if r["identical_to_plain"] else f"≠@{r['divergence_index']}"
         parts.append(f"{m} {r['tokens_per_s']:6.1f} ({r['speedup']:.2f}x {same})")
         if m == "aded":
@@ -321,19 +335,21 @@ def format_report(report: dict, methods: list[str]) -> str:
     for r in report["prompts"]:
         cells = [r["id"], r["category"], f"{r['plain']['tokens_per_s']:.1f}"]
         for m in spec:
-            cells.append(f"{r[m]['tokens_per_s']:.1f} ({r[m]['speedup']:.2f}x)")
+            cells.append("failed" if "error" in r[m] else
+                         f"{r[m]['tokens_per_s']:.1f} ({r[m]['speedup']:.2f}x)")
         a = r.get("aded")
         cells.append(f"{a['accepted_tokens']}/{a['drafted_tokens']}" if a else "-")
-        same = [m for m in spec if r[m]["identical_to_plain"]]
+        same = [m for m in spec if r[m].get("identical_to_plain")]
         cells.append(",".join(same) if same else "no")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("| geomean speedup vs plain | " + " | ".join(spec) + " |")
     lines.append("|---|" + "---|" * len(spec))
-    cats = list(report["geomean_speedup_vs_plain"][spec[0]].keys()) if spec else []
+    g = report["geomean_speedup_vs_plain"]
+    cats = list(dict.fromkeys(c for m in spec for c in g[m])) if spec else []
     for c in cats:
         lines.append(f"| {c} | " + " | ".join(
-            f"{report['geomean_speedup_vs_plain'][m][c]:.2f}x" for m in spec) + " |")
+            f"{g[m][c]:.2f}x" if c in g[m] else "failed" for m in spec) + " |")
     extra = []
     if "plain_vs_llama_cpp_python" in report:
         extra.append(f"plain vs llama-cpp-python create_chat_completion (first prompt): "

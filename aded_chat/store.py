@@ -137,6 +137,10 @@ class Store:
         try:
             if not read_only:
                 db.execute("PRAGMA journal_mode=WAL")
+                # readers pass a WAL writer's lock: take the write lock once, so a database
+                # another program holds is reported now, not at the first message
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):

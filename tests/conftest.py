@@ -1,4 +1,4 @@
-"""Test isolation: the user's config and conversations are never touched by tests."""
+"""Test isolation: the user's config, conversations and caches are never touched."""
 
 import os
 import tempfile
@@ -6,3 +6,19 @@ import tempfile
 _home = tempfile.mkdtemp(prefix="aded-chat-test-")
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_home, "config")
 os.environ["XDG_DATA_HOME"] = os.path.join(_home, "data")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_home, "cache")
+
+
+import pytest  # noqa: E402 (the environment above must be set before anything imports)
+
+
+@pytest.fixture(scope="module")
+def session():
+    """The embedded model with its drafter, as the app opens it (one per test module)."""
+    from app_helpers import CFG
+
+    from aded_chat.runtime import open_session
+
+    s = open_session(CFG)
+    yield s
+    s.backend.close()

@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import pytest
+from app_helpers import CFG, make_app, send, wait_until
 
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
-from aded_chat.runtime import app_threads, open_session
+from aded_chat.runtime import app_threads
 from aded_chat.store import Store
 from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
 from aded_chat.widgets.stats_bar import StatsBar
 
 pytestmark = pytest.mark.model
-
-CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_tokens=48))
-
-
-@pytest.fixture(scope="module")
-def session():
-    s = open_session(CFG)
-    yield s
-    s.backend.close()
-
-
-def make_app(db: Path, session, **kw) -> ChatApp:
-    return ChatApp(CFG, store=Store(db), session=session, **kw)
-
-
-async def wait_until(pilot, cond, timeout=300.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting")
-        await pilot.pause(0.05)
-
-
-async def send(pilot, app, text):
-    prompt = app.query_one(PromptInput)
-    prompt.text = text
-    prompt.focus()
-    await pilot.press("enter")
 
 
 def bar_text(app) -> str:

@@ -42,7 +42,8 @@ def ask(text: str) -> list[Message]:
 
 def test_backend_reports_what_it_runs(backend):
     info = backend.info
-    assert info.n_vocab == 49152 and info.compute == "CPU" and info.gpu_layers == 0
+    assert info.n_vocab == 49152  # (any build: CPU, or a GPU that took the layers)
+    assert (info.compute == "CPU") == (info.gpu_layers == 0)
     assert backend.partial_kv_removal
     assert backend.chat_template() and "im_start" in backend.chat_template()
 

@@ -9,6 +9,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Switch, TextArea
 
+from engine.limits import SettingsError, check_sampling
 from engine.sampling import SamplingSettings
 
 FIELDS = [("temperature", float), ("top_p", float), ("top_k", int), ("min_p", float),
@@ -47,7 +48,7 @@ class SettingsScreen(ModalScreen[tuple[str, SamplingSettings, bool] | None]):
             with Horizontal():
                 yield Label("speculative decoding (ADED) ")
                 yield Switch(self.speculative, id="speculative")
-            yield Label("", id="error")
+            yield Label("", id="error", markup=False)
             with Horizontal():
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
@@ -67,9 +68,11 @@ class SettingsScreen(ModalScreen[tuple[str, SamplingSettings, bool] | None]):
             except ValueError:
                 self.query_one("#error", Label).update(f"{name}: not a {kind.__name__}")
                 return
-        if values["max_tokens"] < 1 or values["temperature"] < 0:
-            self.query_one("#error", Label).update("max tokens ≥ 1 and temperature ≥ 0")
+        settings = replace(self.settings, **values)
+        try:
+            check_sampling(settings)  # the same ranges as flags and the config file
+        except SettingsError as exc:
+            self.query_one("#error", Label).update(str(exc))
             return
-        self.dismiss((self.query_one("#system", TextArea).text,
-                      replace(self.settings, **values),
+        self.dismiss((self.query_one("#system", TextArea).text, settings,
                       self.query_one("#speculative", Switch).value))

@@ -1,0 +1,35 @@
+"""What the app tests share: a config, an app on a store, typing a message, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aded_chat.app import ChatApp
+from aded_chat.config import Config
+from aded_chat.store import Store
+from aded_chat.widgets.prompt_input import PromptInput
+
+CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_tokens=48))
+
+
+def make_app(db: Path, session, **kw) -> ChatApp:
+    return ChatApp(CFG, store=Store(db), session=session, **kw)
+
+
+async def wait_until(pilot, cond, timeout=300.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting")
+        await pilot.pause(0.05)
+
+
+async def send(pilot, app, text):
+    prompt = app.query_one(PromptInput)
+    prompt.text = text
+    prompt.focus()
+    await pilot.press("enter")
+
+
