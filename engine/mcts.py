@@ -97,6 +97,45 @@ def worth_searching(q_best, cost, limit, trust):
 
 
 @nb.njit(cache=True)
+def _depth_first(order, k, par, n, out):
+    """out[:k] = the first k nodes of `order` (a ranking in which parents come before
+    their children) in depth-first order, each node's children in ranking order."""
+    first_child = np.full(n, -1, np.int64)
+    next_sib = np.full(n, -1, np.int64)
+    last_child = np.full(n, -1, np.int64)
+    for i in range(k):
+        v = order[i]
+        p = par[v]
+        if first_child[p] < 0:
+            first_child[p] = v
+        else:
+            next_sib[last_child[p]] = v
+        last_child[p] = v
+    stack = np.empty(k + 1, np.int64)
+    top = 0
+    c = first_child[0]
+    # push the root's children in reverse, so the best comes off the stack first
+    while c >= 0:
+        stack[top] = c
+        top += 1
+        c = next_sib[c]
+    stack[:top] = stack[:top][::-1].copy()
+    j = 0
+    while top > 0:
+        top -= 1
+        v = stack[top]
+        out[j] = v
+        j += 1
+        m = top
+        c = first_child[v]
+        while c >= 0:
+            stack[top] = c
+            top += 1
+            c = next_sib[c]
+        stack[m:top] = stack[m:top][::-1].copy()
+
+
+@nb.njit(cache=True)
 def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
                ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
                cost, max_nodes, max_leaves, trust, stream, n_stream, prompt_len, chain,
@@ -244,14 +283,22 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         if rate > best_rate:
             best_k, best_rate = k, rate
     # write out the ranking, renumbered: its first best_k nodes are the draft, and the
-    # rest (searched, not worth verifying) still teach the acceptance calibration
+    # rest (searched, not worth verifying) still teach the acceptance calibration. The
+    # draft goes out depth first, the better child first, so its likeliest branch is the
+    # batch's first entries: when the model keeps that branch (the common case), its
+    # cache cells are already in position order and nothing is evaluated again
+    # (engine.verify._restore_cell_order; on a flat GPU curve that second decode
+    # would cost as much as the tree).
     n_out = min(o_tok.shape[0] - 1, cost.shape[0] - 2, order.shape[0])
+    out_order = np.empty(n_out, np.int64)
+    _depth_first(order, best_k, par, n, out_order)
+    out_order[best_k:] = order[best_k:n_out]
     remap = np.full(n, -1, np.int32)
     remap[0] = 0
     o_tok[0], o_parent[0], o_depth[0], o_pathp[0], o_level[0], o_bucket[0] = \
         root_tok, -1, 0, 1.0, 0, 0
     for i in range(n_out):
-        v = order[i]
+        v = out_order[i]
         remap[v] = i + 1
         o_tok[i + 1] = tok[v]
         o_parent[i + 1] = remap[par[v]]

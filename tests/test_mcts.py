@@ -155,3 +155,18 @@ def test_a_flat_curve_builds_wide_trees_within_the_context_sequences():
     tree = spec.propose(text[-2:], room=128)
     assert tree.leaves() == 16 or len(tree) == MAX_TREE  # it wanted more than 16 leaves
     assert len(tree) > 16
+
+
+def test_the_likeliest_branch_is_the_batchs_first_entries():
+    """Depth first, the better child first: a node's first child is the next entry, so the
+    branch the model most often keeps is already in position order in the cache."""
+    text = branching_text()
+    spec = trained(CostModel.flat(), text)
+    spec.accept.table[:] = 0.9
+    tree = spec.propose(text[-2:], room=64)
+    tree.check()
+    assert len(tree) > 8
+    for i in range(len(tree) - 1):
+        kids = np.flatnonzero(tree.parents == i)
+        if kids.size:
+            assert kids[0] == i + 1
