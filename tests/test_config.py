@@ -31,6 +31,13 @@ def test_syntax_error_names_the_line(tmp_path):
     ("[generation]\ntop_q = 1\n", "top_q"),
     ("threads = -2\n", "threads"),
     ("kv_cache = 'q4'\n", "kv_cache = 'q4' must be one of f16, q8_0, bf16"),
+    # out of range: the one validator that flags and the settings screen use too
+    ("[generation]\ntemperature = nan\n", "finite"),
+    ("[generation]\ntop_p = 2.0\n", "top_p"),
+    ("[generation]\nrepeat_penalty = -1.0\n", "repeat_penalty"),
+    ("[generation]\nmax_tokens = 0\n", "max_tokens"),
+    ("threads = 100000\n", "threads"),
+    ("n_ctx = -5\n", "n_ctx"),
 ])
 def test_bad_keys_and_types(tmp_path, text, needle):
     p = tmp_path / "c.toml"

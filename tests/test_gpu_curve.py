@@ -5,12 +5,10 @@ exactly as plain decoding would, and change no answer."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import llama_cpp
 import numpy as np
 import pytest
-from test_speculative import PASTED, PROMPTS, _chi_square_p, msgs
+from test_speculative import PROMPTS, _chi_square_p, msgs, sampled_counts
 
 from aded_chat.runtime import corpus_files
 from engine.aded import AdedSpeculator
@@ -147,16 +145,6 @@ def test_greedy_on_a_flat_curve_is_plain_greedy_token_for_token(flat_session, mo
 
 
 def test_sampling_on_a_flat_curve_keeps_the_distribution(flat_session):
-    settings = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, max_tokens=4)
-    prompt = msgs("Repeat this code exactly:\n\n" + PASTED)
-    n = 150
-    counts = {False: Counter(), True: Counter()}
-    drafted = 0
-    for speculative, seeds in ((False, range(1, n + 1)), (True, range(n + 1, 2 * n + 1))):
-        for seed in seeds:
-            _, toks, st = flat_session.answer(prompt, SamplingSettings(**settings, seed=seed),
-                                              speculative=speculative)
-            drafted += st.drafted
-            counts[speculative][tuple(toks[1:4])] += 1
+    counts, drafted = sampled_counts(flat_session, 150)
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001

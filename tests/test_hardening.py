@@ -362,21 +362,6 @@ def test_values_out_of_range_are_one_line(args, needle):
     one_line(run_cli(*args), needle)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[generation]\ntemperature = nan\n", "finite"),
-    ("[generation]\ntop_p = 2.0\n", "top_p"),
-    ("[generation]\nrepeat_penalty = -1.0\n", "repeat_penalty"),
-    ("[generation]\nmax_tokens = 0\n", "max_tokens"),
-    ("threads = 100000\n", "threads"),
-    ("n_ctx = -5\n", "n_ctx"),
-])
-def test_config_values_out_of_range_name_the_file(tmp_path, text, needle):
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=needle):
-        load_config(path)
-
-
 def test_one_validator_and_the_seed_that_reproduces():
     with pytest.raises(SettingsError):
         check_sampling(SamplingSettings(temperature=math.nan))

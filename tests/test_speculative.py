@@ -182,21 +182,26 @@ def _chi_square_p(a: Counter, b: Counter) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def test_speculative_sampling_keeps_the_distribution(session):
-    """At temperature 1 (no truncation), the tokens at positions 2-4 of many seeded
-    answers follow the same distribution with and without drafting."""
-    settings = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
-                                max_tokens=4)
+def sampled_counts(session, n: int) -> tuple[dict[bool, Counter], int]:
+    """Tokens 2-4 of n seeded T=1 answers (no truncation) without and with drafting (other
+    seeds), and how many tokens the drafted answers drafted."""
     prompt = msgs("Repeat this code exactly:\n\n" + PASTED)
-    n = 200
     counts = {False: Counter(), True: Counter()}
     drafted = 0
     for speculative, seeds in ((False, range(1, n + 1)), (True, range(n + 1, 2 * n + 1))):
         for seed in seeds:
-            _, toks, st = session.answer(prompt, SamplingSettings(**{
-                **settings.as_dict(), "seed": seed}), speculative=speculative)
+            settings = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                                        max_tokens=4, seed=seed)
+            _, toks, st = session.answer(prompt, settings, speculative=speculative)
             drafted += st.drafted
             counts[speculative][tuple(toks[1:4])] += 1
+    return counts, drafted
+
+
+def test_speculative_sampling_keeps_the_distribution(session):
+    """At temperature 1 (no truncation), the tokens at positions 2-4 of many seeded
+    answers follow the same distribution with and without drafting."""
+    counts, drafted = sampled_counts(session, 200)
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001
 
