@@ -461,9 +461,9 @@ class ChatApp(App):
         if view is not None:
             view.finish(msg.stats.as_dict() if msg.stats else None, msg.status)
         if not msg.saved:
-            self.notify("The answer could not be saved (is the disk full?): it is shown "
-                        "here, and saved with the next answer that can be.", severity="error",
-                        timeout=15)
+            self.notify("The answer could not be saved (is the disk full?): it is shown here "
+                        "only. Free some space, then copy it (ctrl+y) or regenerate it.",
+                        severity="error", timeout=15)
         if msg.error:
             self.notify(msg.error, severity="error", timeout=10)
         if msg.stats is not None:

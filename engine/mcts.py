@@ -100,39 +100,25 @@ def worth_searching(q_best, cost, limit, trust):
 def _depth_first(order, k, par, n, out):
     """out[:k] = the first k nodes of `order` (a ranking in which parents come before
     their children) in depth-first order, each node's children in ranking order."""
-    first_child = np.full(n, -1, np.int64)
-    next_sib = np.full(n, -1, np.int64)
     last_child = np.full(n, -1, np.int64)
+    prev_sib = np.full(n, -1, np.int64)  # the sibling ranked just before
     for i in range(k):
         v = order[i]
-        p = par[v]
-        if first_child[p] < 0:
-            first_child[p] = v
-        else:
-            next_sib[last_child[p]] = v
-        last_child[p] = v
+        prev_sib[v] = last_child[par[v]]
+        last_child[par[v]] = v
     stack = np.empty(k + 1, np.int64)
     top = 0
-    c = first_child[0]
-    # push the root's children in reverse, so the best comes off the stack first
-    while c >= 0:
-        stack[top] = c
-        top += 1
-        c = next_sib[c]
-    stack[:top] = stack[:top][::-1].copy()
-    j = 0
-    while top > 0:
-        top -= 1
-        v = stack[top]
-        out[j] = v
-        j += 1
-        m = top
-        c = first_child[v]
+    v = 0
+    for j in range(-1, k):
+        if j >= 0:
+            top -= 1
+            v = stack[top]
+            out[j] = v
+        c = last_child[v]  # pushed worst first, so the best child comes off first
         while c >= 0:
             stack[top] = c
             top += 1
-            c = next_sib[c]
-        stack[m:top] = stack[m:top][::-1].copy()
+            c = prev_sib[c]
 
 
 @nb.njit(cache=True)

@@ -55,14 +55,13 @@ def _raise(message: str) -> None:
 class _BudgetedSandbox(ImmutableSandboxedEnvironment):
     """Jinja's sandbox, with string and number growth checked before it happens."""
 
-    intercepted_binops = frozenset(["*", "**", "+"])
+    intercepted_binops = frozenset(["*", "**"])
 
     def call_binop(self, context, operator, left, right):
-        if operator == "*" and isinstance(right, int) and isinstance(left, str | list):
-            if len(left) * right > MAX_RENDER_CHARS:
-                raise TemplateError("the template builds a string too large to render")
-        if operator == "*" and isinstance(left, int) and isinstance(right, str | list):
-            if len(right) * left > MAX_RENDER_CHARS:
+        if operator == "*":
+            seq, times = (left, right) if isinstance(right, int) else (right, left)
+            if (isinstance(seq, str | list) and isinstance(times, int)
+                    and len(seq) * times > MAX_RENDER_CHARS):
                 raise TemplateError("the template builds a string too large to render")
         if operator == "**" and isinstance(right, int) and right > 64:
             raise TemplateError("the template computes a number too large to render")

@@ -68,8 +68,8 @@ class DraftTree:
         verifier's guarantee that no tree needs more KV sequences than the context has."""
         if max_leaves < 1:
             raise ValueError("a tree needs at least one KV sequence")
-        if self.leaves() <= max_leaves:
-            return self
+        if len(self) - 1 <= max_leaves or self.leaves() <= max_leaves:
+            return self  # (a tree of n nodes has at most n - 1 leaves: most need no count)
         has_child = np.zeros(len(self), np.bool_)
         leaves, k = 1, 1
         while k < len(self):
