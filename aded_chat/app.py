@@ -24,6 +24,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, ListItem, ListView
 
 from aded_chat.config import Config, data_dir
+from aded_chat.engine import (
+    AnswerStats,
+    ChatSession,
+    EngineError,
+    Message,
+    SamplingSettings,
+    list_models,
+)
 from aded_chat.screens.confirm import ConfirmScreen
 from aded_chat.screens.help import HelpScreen
 from aded_chat.screens.models import ModelPickerScreen
@@ -33,12 +41,6 @@ from aded_chat.store import UNTITLED, Conversation, Store, StoreError
 from aded_chat.widgets.message import MessageView, stats_summary
 from aded_chat.widgets.prompt_input import PromptInput
 from aded_chat.widgets.stats_bar import StatsBar, format_stats
-from engine.errors import EngineError
-from engine.models import list_models
-from engine.sampling import SamplingSettings
-from engine.session import ChatSession
-from engine.stats import AnswerStats
-from engine.template import Message
 
 # UI updates while streaming: at most four a second. Re-rendering the growing Markdown
 # costs CPU that llama.cpp feels even on a core of its own (on a 2-vCPU machine the app
@@ -101,15 +103,13 @@ class ChatApp(App):
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
-    def __init__(self, cfg: Config, *, model: str | None = None, n_gpu_layers: int | None = None,
-                 n_ctx: int | None = None, verbose: bool = False, store: Store,
-                 speculative: bool | None = None, session: ChatSession | None = None,
-                 cost_curve=None):
+    def __init__(self, cfg: Config, *, model: str | None = None, verbose: bool = False,
+                 store: Store, speculative: bool | None = None,
+                 session: ChatSession | None = None, cost_curve=None):
         super().__init__()
         self.cfg = cfg
         self.model_spec = model
-        self.load_kw = dict(n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, verbose=verbose,
-                            cost_curve=cost_curve)
+        self.load_kw = dict(verbose=verbose, cost_curve=cost_curve)
         self.store = store
         self.default_speculative = cfg.speculative if speculative is None else speculative
         self.session: ChatSession | None = session
@@ -163,18 +163,18 @@ class ChatApp(App):
     def backend_label(self) -> str:
         if self.session is None:
             return "no model"
-        info = self.session.backend.info
+        info = self.session.info
         return f"{Path(info.model_path).name} | {info.offload}"
 
     @work(thread=True, exclusive=True, group="load")
     def load_model(self, spec: str | None) -> None:
-        from aded_chat.runtime import open_session
+        from aded_chat.runtime import open_model
 
         self._loading = True
         self.call_from_thread(self._bar, f"loading {spec or 'embedded model'}…")
         try:
-            session = open_session(self.cfg, model=spec, wait_for_drafter=False,
-                                   reserve_core=True, **self.load_kw)
+            session = open_model(self.cfg, model=spec, wait_for_drafter=False,
+                                 reserve_core=True, **self.load_kw)
             self.post_message(ModelLoaded(session, None, spec))
         except EngineError as exc:
             self.post_message(ModelLoaded(None, str(exc), spec))
@@ -367,7 +367,7 @@ class ChatApp(App):
     async def _answer(self) -> None:
         settings, speculative = self._conv_settings()
         messages = self._history()
-        model = Path(self.session.backend.info.model_path).name
+        model = Path(self.session.info.model_path).name
         users = [m for m in self.store.messages(self.conv.id) if m.role == "user"]
         self._asked = (users[-1].id, users[-1].content) if users else None
         mid = self._saved(self.store.add_message, self.conv.id, "assistant", "", model=model,
@@ -654,9 +654,9 @@ class ChatApp(App):
 
 def run_app(cfg: Config, args) -> int:
     """The chat app; its exit status is non-zero when it ended with an error."""
-    from aded_chat.runtime import load_cost_curve
+    from aded_chat.engine import read_cost_curve
 
-    curve = load_cost_curve(args.cost_curve)  # before the store and the UI: fails fast
+    curve = read_cost_curve(args.cost_curve)  # before the store and the UI: fails fast
     store_path = data_dir() / "conversations.db"
     try:
         store = Store(store_path)
@@ -666,8 +666,7 @@ def run_app(cfg: Config, args) -> int:
         store.close()
         raise EngineError(f"conversation database {store_path} is read-only: make it "
                           f"writable (chmod u+w) or point XDG_DATA_HOME elsewhere")
-    app = ChatApp(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
-                  verbose=args.verbose, store=store,
+    app = ChatApp(cfg, model=args.model, verbose=args.verbose, store=store,
                   speculative=False if args.plain else None, cost_curve=curve)
     try:
         app.run()

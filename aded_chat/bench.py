@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aded_chat.cli import UsageError
-from aded_chat.runtime import load_cost_curve, open_session
-from engine.sampling import SamplingSettings
-from engine.stats import projected_speedup
-from engine.template import Message
+from aded_chat.engine import Message, SamplingSettings, projected_speedup, read_cost_curve
+from aded_chat.errors import UsageError
+from aded_chat.runtime import open_model
 
 METHODS = ("plain", "pld", "aded")
 PLD_DRAFT_TOKENS = 2  # llama-cpp-python's docs: 10 suits a GPU, 2 a CPU-only machine
@@ -90,7 +88,7 @@ class PromptLookup:
 
         kw = dict(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads,
                   n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, verbose=False)
-        # Same weight layout as our backend (no repacked/AMX buffers: see engine.backend);
+        # Same weight layout as our backend (no repacked/AMX buffers: see engine.llama.backend);
         # the high-level Llama has no option for it, so its defaults are patched here.
         default = low.llama_model_default_params
 
@@ -147,7 +145,7 @@ def run_session(session, messages, settings, *, speculative: bool, gaps=None,
            "redecoded_steps": sum(1 for _, again in st.batches_per_step if again),
            "prompt_tokens": st.prompt_tokens}
     if foreign_cost is not None and speculative:
-        row["projected_speedup"] = projected_speedup(st, foreign_cost.cost)
+        row["projected_speedup"] = projected_speedup(st, foreign_cost)
     return row
 
 
@@ -186,14 +184,13 @@ def run_bench(cfg, args) -> int:
     settings = replace(settings, top_k=cfg.generation.top_k, top_p=cfg.generation.top_p,
                        min_p=cfg.generation.min_p)
 
-    curve = load_cost_curve(args.cost_curve)
+    curve = read_cost_curve(args.cost_curve)
     t0 = time.perf_counter()
-    session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
-                           n_ctx=args.n_ctx, verbose=args.verbose, cost_curve=curve)
+    session = open_model(cfg, model=args.model, verbose=args.verbose, cost_curve=curve)
     ready_s = time.perf_counter() - t0
-    if "aded" in methods and session.speculator is None:
+    if "aded" in methods and not session.speculator_ready:
         raise UsageError(session.speculator_error or "the ADED drafter is not available")
-    info = session.backend.info
+    info = session.info
     hl = None
     if "pld" in methods:
         hl = PromptLookup(info.model_path, info.n_ctx, info.n_threads, info.gpu_layers)
@@ -206,13 +203,13 @@ def run_bench(cfg, args) -> int:
         msgs = p["messages"]
         runs: dict[str, list[dict]] = {m: [] for m in methods}
         failed: dict[str, str] = {}  # a peer that failed on this prompt: reported, run goes on
-        snapshot = session.speculator.snapshot()
+        learned = session.drafter_state()
         for _ in range(max(1, args.repeat)):
             for m in methods:
                 if m == "plain":
                     runs[m].append(run_session(session, msgs, settings, speculative=False))
                 elif m == "aded":
-                    session.speculator.restore(snapshot)
+                    session.restore_drafter(learned)
                     runs[m].append(run_session(session, msgs, settings, speculative=True,
                                                foreign_cost=curve))
                 elif m not in failed:
@@ -231,8 +228,8 @@ def run_bench(cfg, args) -> int:
                 if "token_ids" in r:
                     d = first_divergence(plain["token_ids"], r["token_ids"])
                 else:
-                    d = first_divergence(session.backend.tokenize(plain["text"]),
-                                         session.backend.tokenize(r["text"]))
+                    d = first_divergence(session.tokenize(plain["text"]),
+                                         session.tokenize(r["text"]))
                 r["identical_to_plain"] = d is None
                 if d is not None:
                     r["divergence_index"] = d
@@ -274,10 +271,10 @@ def run_bench(cfg, args) -> int:
             r["aded"]["median_host_ms"] for r in results)
         report["aded_median_host_cpu_ms"] = statistics.median(
             r["aded"]["median_host_cpu_ms"] for r in results)
-        report["trigram_mb"] = session.speculator.table_mb
+        report["trigram_mb"] = session.drafter_table_mb
         # what verifying n tokens cost by the end of the run (measured at load, refined
         # online): the curve every drafting decision above was made against
-        report["verify_cost_s"] = session.speculator.cost.as_dict()
+        report["verify_cost_s"] = session.verify_costs()
         report["cost_curve"] = args.cost_curve or "measured here"
         if curve is not None:
             report["tokens_per_step"] = geomean([r["aded"]["tokens_per_step"]

@@ -13,18 +13,13 @@ from dataclasses import replace
 
 from aded_chat import __version__
 from aded_chat.config import ConfigError, check_config, load_config
-from engine.backend import KV_CACHE_TYPES
-from engine.errors import EngineError
-from engine.limits import SettingsError, check_sampling
+from aded_chat.engine import KV_CACHE_TYPES, EngineError, SettingsError, check_sampling
+from aded_chat.errors import UsageError
 
 EXIT_USAGE = 2
 EXIT_OUTPUT = 1  # stdout closed or full, as `echo hi >/dev/full` exits
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,18 +125,17 @@ class OutputError(Exception):
 
 
 def cmd_ask(cfg, args) -> int:
-    from aded_chat.runtime import load_cost_curve, open_session
-    from engine.template import Message
+    from aded_chat.engine import Message, read_cost_curve
+    from aded_chat.runtime import open_model
 
     prompt = (sys.stdin.buffer.read().decode("utf-8", "replace") if args.prompt == "-"
               else _text(args.prompt))
     if not prompt.strip():
         raise UsageError("empty prompt")
     settings = _settings(cfg, args)
-    session = open_session(cfg, model=args.model, n_gpu_layers=args.n_gpu_layers,
-                           n_ctx=args.n_ctx, verbose=args.verbose,
-                           speculator=cfg.speculative and not args.plain,
-                           cost_curve=load_cost_curve(args.cost_curve))
+    session = open_model(cfg, model=args.model, verbose=args.verbose,
+                         drafter=cfg.speculative and not args.plain,
+                         cost_curve=read_cost_curve(args.cost_curve))
     system = _text(args.system) if args.system is not None else cfg.system_prompt
     messages = ([Message("system", system)] if system else []) + [Message("user", prompt)]
     parts: list[str] = []
@@ -162,17 +156,17 @@ def cmd_ask(cfg, args) -> int:
     if interrupted and stats is not None:
         stats.finish_reason = "interrupted"
     if args.json:
-        _out(json.dumps({"text": "".join(parts), "model": session.backend.info.model_path,
-                          "backend": session.backend.info.offload,
-                          "threads": session.backend.n_threads,
-                          "kv_cache": session.backend.info.kv_cache,
+        info = session.info
+        _out(json.dumps({"text": "".join(parts), "model": info.model_path,
+                          "backend": info.offload, "threads": info.n_threads,
+                          "kv_cache": info.kv_cache,
                           "settings": settings.as_dict(),
                           "stats": stats.as_dict() if stats else None}, ensure_ascii=False,
                          allow_nan=False) + "\n")
     else:
         _out("\n")
         if stats is not None:
-            sys.stderr.write(_stats_line(stats, session.backend.info.offload) + "\n")
+            sys.stderr.write(_stats_line(stats, session.info.offload) + "\n")
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -191,7 +185,7 @@ def _stats_line(stats, backend: str) -> str:
 
 
 def cmd_models(cfg, args) -> int:
-    from engine.models import list_models
+    from aded_chat.engine import list_models
 
     entries = list_models(cfg.models_path)
     for e in entries:

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.backend import KV_CACHE_TYPES
-from engine.limits import SettingsError, check_load, check_sampling
-from engine.sampling import SamplingSettings
+from aded_chat.engine import (
+    KV_CACHE_TYPES,
+    SamplingSettings,
+    SettingsError,
+    check_load,
+    check_sampling,
+)
 
 APP = "aded-chat"
 

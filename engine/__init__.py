@@ -1,4 +1,34 @@
-"""Inference library for aded-chat: llama.cpp backend, plain and ADED speculative decoding.
+"""Inference library for aded-chat: llama.cpp, plain decoding and ADED speculation.
 
-No UI imports live under this package; the app in aded_chat/ is built on top of it.
+The public surface is what this module exports: open a session with `open_session`,
+stream answers from `ChatSession.generate`, read `AnswerStats`. Three rooms hold the
+rest, along the data path:
+
+- `llama/`: the llama.cpp wrapper (the only importer of llama_cpp): model, batches,
+  KV cache, sampler chain, chat template, detokenizer, model files.
+- `draft/`: the ADED drafter: tri-gram tables, copy lookup, tree search, acceptance
+  calibration, the verification cost curve, the draft tree handed to the verifier.
+- `decode/`: the loop: prompt and cache reuse, verification steps, statistics.
+
+Nothing here imports a UI; the app in aded_chat/ is built on top (docs/DESIGN.md).
 """
+
+from .decode.session import ChatSession, Chunk
+from .decode.stats import AnswerStats, StepStats, projected_speedup
+from .draft.cost import CostCurveError, CostModel
+from .errors import ContextOverflowError, DecodeError, EngineError, ModelLoadError
+from .limits import SettingsError, check_load, check_sampling
+from .llama.backend import KV_CACHE_TYPES, BackendInfo, default_threads
+from .llama.models import ModelEntry, embedded_model_path, list_models, resolve_model
+from .llama.sampling import SEED_MAX, SamplingSettings
+from .llama.template import Message, TemplateRenderError
+from .loader import SessionOptions, open_session, read_cost_curve
+
+__all__ = [
+    "KV_CACHE_TYPES", "SEED_MAX", "AnswerStats", "BackendInfo", "ChatSession", "Chunk",
+    "ContextOverflowError", "CostCurveError", "CostModel", "DecodeError", "EngineError",
+    "Message", "ModelEntry", "ModelLoadError", "SamplingSettings", "SessionOptions",
+    "SettingsError", "StepStats", "TemplateRenderError", "check_load", "check_sampling",
+    "default_threads", "embedded_model_path", "list_models", "open_session",
+    "projected_speedup", "read_cost_curve", "resolve_model",
+]

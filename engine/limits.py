@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import os
 
-from engine.errors import EngineError
-from engine.sampling import SEED_MAX, SamplingSettings
+from .errors import EngineError
+from .llama.sampling import SEED_MAX, SamplingSettings
 
 
 class SettingsError(EngineError):

@@ -17,8 +17,8 @@ def session():
     """The embedded model with its drafter, as the app opens it (one per test module)."""
     from app_helpers import CFG
 
-    from aded_chat.runtime import open_session
+    from aded_chat.runtime import open_model
 
-    s = open_session(CFG)
+    s = open_model(CFG)
     yield s
-    s.backend.close()
+    s.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aded_chat.engine import default_threads
 from app_helpers import CFG, make_app, send, wait_until
 
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
-from aded_chat.runtime import app_threads
 from aded_chat.store import Store
 from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
@@ -155,10 +155,11 @@ def test_help_screen_snapshot(snap_compare, tmp_path, session):
     assert snap_compare(app, press=["f1"], terminal_size=(100, 40), run_before=steady)
 
 
-def test_app_threads_leave_a_core_to_the_ui(monkeypatch):
-    for cores, want in ((1, 1), (2, 1), (4, 3), (16, 8)):
+def test_default_threads_leave_a_core_to_the_ui_when_asked(monkeypatch):
+    for cores, app, headless in ((1, 1, 1), (2, 1, 2), (4, 3, 4), (16, 8, 8), (None, 1, 2)):
         monkeypatch.setattr("os.cpu_count", lambda c=cores: c)
-        assert app_threads() == want
+        assert default_threads(reserve_core=True) == app
+        assert default_threads() == headless
 
 
 async def test_app_loads_its_model_in_the_background_with_a_core_spare(tmp_path):
@@ -166,7 +167,7 @@ async def test_app_loads_its_model_in_the_background_with_a_core_spare(tmp_path)
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: app.session is not None)
         session = app.session
-        assert session.backend.n_threads == app_threads()
+        assert session.info.n_threads == default_threads(reserve_core=True)
         await wait_until(pilot, lambda: not session.speculator_loading)
         await send(pilot, app, "Say hello")
         await wait_until(pilot, lambda: app.last_stats is not None and not app.generating)

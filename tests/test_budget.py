@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
-from engine.acceptance import DECAY, AcceptanceModel
-from engine.cost import MAX_TREE, CostCurveError, CostModel
+from aded_chat.engine.draft.acceptance import DECAY, AcceptanceModel
+from aded_chat.engine.draft.cost import MAX_TREE, CostCurveError, CostModel
 
 
 def test_cost_table_is_kept_point_by_point_through_the_probes():
@@ -39,7 +38,7 @@ def test_a_kernel_cliff_survives_and_a_stall_does_not():
 def test_the_drafter_stops_before_a_cliff():
     """With a table whose every node is likely, the tree fills the cheap sizes and stops
     before the size where the cost doubles."""
-    from engine.aded import AdedSpeculator
+    from aded_chat.engine.draft.aded import AdedSpeculator
 
     cliff = CostModel.from_probes([1, 8, 9, 64], [0.010, 0.0105, 0.030, 0.031])
     spec = AdedSpeculator(vocab=100, cost=cliff, max_mb=1.0)

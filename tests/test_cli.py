@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from engine.tree import MAX_TREE
+from aded_chat.engine.draft.tree import MAX_TREE
 
 CLI = [sys.executable, "-m", "aded_chat"]
 

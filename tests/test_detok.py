@@ -1,6 +1,6 @@
 """Streaming detokenization never yields a broken character."""
 
-from engine.detok import StreamDecoder
+from aded_chat.engine.llama.detok import StreamDecoder
 
 
 def test_multibyte_characters_split_across_tokens():

@@ -8,14 +8,13 @@ from dataclasses import replace
 import llama_cpp
 import numpy as np
 import pytest
-
-from engine.backend import LlamaBackend
-from engine.errors import ContextOverflowError
-from engine.models import embedded_model_path
-from engine.sampling import Sampler, SamplingSettings
-from engine.session import ChatSession
-from engine.template import Message
-from engine.tree import DraftTree
+from aded_chat.engine.decode.session import ChatSession
+from aded_chat.engine.draft.tree import DraftTree
+from aded_chat.engine.errors import ContextOverflowError
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import embedded_model_path
+from aded_chat.engine.llama.sampling import Sampler, SamplingSettings
+from aded_chat.engine.llama.template import Message
 
 pytestmark = pytest.mark.model
 
@@ -84,8 +83,8 @@ def test_streaming_never_yields_broken_characters(session):
     settings = SamplingSettings(temperature=0.8, seed=3, max_tokens=60)
     chunks = list(session.generate(msgs, settings, speculative=False))
     tokens = [t for c in chunks for t in c.tokens]
-    raw = b"".join(session.backend.piece(t) for t in tokens)
-    assert any(len(session.backend.piece(t).decode("utf-8", "ignore")) == 0 for t in tokens)
+    raw = b"".join(session._backend.piece(t) for t in tokens)
+    assert any(len(session._backend.piece(t).decode("utf-8", "ignore")) == 0 for t in tokens)
     # while streaming, no chunk holds half a character; only an answer cut off in the
     # middle of one ends with U+FFFD, exactly as decoding all the bytes at once does
     assert all("\ufffd" not in c.text for c in chunks[:-1])
@@ -125,15 +124,16 @@ def test_old_turns_are_dropped_to_fit(backend):
 
 def test_tree_verification_keeps_a_consistent_cache(backend):
     """After many accept/reject steps, continuing gives the logits of a fresh evaluation."""
-    s = ChatSession(backend)
-    rng = np.random.default_rng(0)
-    prompt = s.prompt_tokens(ask("Write a short poem about the sea."))
-    s.kv_tokens = []
-    s._evaluate_prompt(prompt)
-    sampler = Sampler(GREEDY, backend.n_vocab)
-    from engine.verify import verify_tree
+    from aded_chat.engine.decode.kv import KvCache
 
-    pending = sampler.sample(backend.ctx_ptr, -1, backend.logits_row(-1))
+    rng = np.random.default_rng(0)
+    prompt = ChatSession(backend).prompt_tokens(ask("Write a short poem about the sea."))
+    backend.kv_clear()
+    cache = KvCache(backend)
+    cache.bring_to(prompt)
+    sampler = Sampler(GREEDY, backend)
+
+    pending = sampler.sample(-1, backend.logits_row(-1))
     for _ in range(12):
         # a random tree whose first branch sometimes holds the right token
         n = int(rng.integers(2, 9))
@@ -146,16 +146,16 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
         tree = DraftTree(toks, parents, depths, np.ones(n, np.float32))
         if len(tree._children) != n - 1:
             continue
-        n_past = len(s.kv_tokens)
-        v = verify_tree(backend, tree, n_past, sampler, 50)
-        s.kv_tokens += [pending] + v.emitted[: v.kept - 1]
+        n_past = len(cache)
+        v = cache.verify(tree, sampler, 50, None, 0.0)
+        assert cache.tokens[n_past:] == [pending] + v.emitted[: v.kept - 1]
         pending = v.emitted[-1]
     # continue from the cache...
     cont = backend.decode(np.array([pending], np.int32),
-                          np.array([len(s.kv_tokens)], np.int32)).copy()
+                          np.array([len(cache)], np.int32)).copy()
     # ...and from a fresh evaluation of the same tokens
     backend.kv_clear()
-    fresh = backend.prefill(s.kv_tokens + [pending], 0).copy()
+    fresh = backend.prefill(cache.tokens + [pending], 0).copy()
     assert int(np.argmax(cont)) == int(np.argmax(fresh))
     assert np.max(np.abs(cont - fresh)) < 1.5
     sampler.close()
@@ -167,7 +167,7 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
     batch's arithmetic is one token's, BENCHMARKS.md) the next logits are bit-identical
     to plain decoding's. Without putting the kept cells back in order, the next token
     would take the rejected sibling's cell, and attention would sum in another order."""
-    from engine.verify import verify_tree
+    from aded_chat.engine.decode.verify import verify_tree
 
     b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=1)
     try:
@@ -184,7 +184,7 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
 
         b.kv_clear()
         b.prefill(prompt, 0)
-        sampler = Sampler(SamplingSettings(temperature=0.0), b.n_vocab)
+        sampler = Sampler(SamplingSettings(temperature=0.0), b)
         n_past, i = len(prompt), 0
         while i + 3 < len(plain_tokens):
             right, then = plain_tokens[i + 1], plain_tokens[i + 2]
@@ -207,7 +207,7 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
 def test_cost_calibration_on_the_real_model(backend):
     """The load-time calibration yields a usable table: positive, non-decreasing in the
     batch size, and it leaves the cache empty for the conversation."""
-    from engine.cost import MAX_TREE, CostModel
+    from aded_chat.engine.draft.cost import MAX_TREE, CostModel
 
     cost = CostModel.measure(backend, context=32, reps=2)
     assert cost.cost.shape == (MAX_TREE + 2,)

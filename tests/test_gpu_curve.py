@@ -8,17 +8,17 @@ from __future__ import annotations
 import llama_cpp
 import numpy as np
 import pytest
+from aded_chat.engine.decode.session import ChatSession
+from aded_chat.engine.decode.verify import verify_tree
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.tree import DraftTree
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import embedded_model_path
+from aded_chat.engine.llama.sampling import Sampler, SamplingSettings
 from test_speculative import PROMPTS, _chi_square_p, msgs, sampled_counts
 
 from aded_chat.runtime import corpus_files
-from engine.aded import AdedSpeculator
-from engine.backend import LlamaBackend
-from engine.cost import CostModel
-from engine.models import embedded_model_path
-from engine.sampling import Sampler, SamplingSettings
-from engine.session import ChatSession
-from engine.tree import DraftTree
-from engine.verify import verify_tree
 
 pytestmark = pytest.mark.model
 
@@ -43,19 +43,19 @@ def flat_session(tmp_path_factory):
 
 
 def assert_cache_is_plain(session: ChatSession) -> None:
-    """Sequence 0 holds exactly kv_tokens at 0..n-1, no other sequence holds anything,
+    """Sequence 0 holds exactly the mirrored tokens at 0..n-1, no other sequence holds anything,
     and the next token's logits equal those of a cache that plain decoding built from
     the same tokens (the prompt in one batch, then the answer one token at a time)."""
-    b = session.backend
+    b = session._backend
     mem = b._mem
-    n = len(session.kv_tokens)
+    n = len(session._cache.tokens)
     assert llama_cpp.llama_memory_seq_pos_max(mem, 0) == n - 1
     assert llama_cpp.llama_memory_seq_pos_min(mem, 0) == 0
     for s in range(1, b.n_seq_max):
         assert llama_cpp.llama_memory_seq_pos_max(mem, s) == -1, s
-    probe = np.array([session.kv_tokens[-1]], np.int32)
+    probe = np.array([session._cache.tokens[-1]], np.int32)
     after = b.decode(probe, np.array([n], np.int32))[0].copy()
-    toks = list(session.kv_tokens)
+    toks = list(session._cache.tokens)
     n_prompt = session.last_stats.prompt_tokens
     session.reset()
     b.prefill(toks[:n_prompt], 0)
@@ -63,7 +63,7 @@ def assert_cache_is_plain(session: ChatSession) -> None:
         b.decode(np.array([toks[i]], np.int32), np.array([i], np.int32))
     fresh = b.decode(probe, np.array([n], np.int32))[0].copy()
     b.kv_remove(0, n, -1)
-    session.kv_tokens = toks
+    session._cache.tokens = toks
     assert np.array_equal(after, fresh)
 
 
@@ -90,11 +90,10 @@ def test_any_cost_curve_and_calibration_verifies_without_a_crash(curve, tmp_path
             settings = SamplingSettings(temperature=temp, seed=int(rng.integers(1, 1000)),
                                         max_tokens=80)
             session.reset()  # the reference below prefills the prompt from position 0
-            for chunk in session.generate(msgs(text), settings):
-                if chunk.step is not None:
-                    steps += 1
-                    wide += chunk.step.drafted >= 12
-            assert session.last_stats.finish_reason in ("stop", "length")
+            _, _, st = session.answer(msgs(text), settings)
+            steps += st.steps
+            wide += sum(nodes - 1 >= 12 for nodes, _ in st.batches_per_step)
+            assert st.finish_reason in ("stop", "length")
             assert_cache_is_plain(session)
         assert steps > 100
         if curve != "cpu":
@@ -107,7 +106,7 @@ def test_the_verifier_cuts_a_tree_with_more_leaves_than_sequences(flat_session):
     """The crash this file began with: a 17-leaf tree against a context of 16 sequences.
     The drafter keeps to the limit; the verifier also cuts any tree that does not."""
     s = flat_session
-    b = s.backend
+    b = s._backend
     s.reset()
     prompt = s.prompt_tokens(msgs("List the days of the week."))
     b.prefill(prompt[:-1], 0)
@@ -116,7 +115,7 @@ def test_the_verifier_cuts_a_tree_with_more_leaves_than_sequences(flat_session):
     tree = DraftTree(np.array([prompt[-1], *range(100, 100 + wide)], np.int32),
                      np.array([-1] + [0] * wide, np.int32),
                      np.array([0] + [1] * wide, np.int32), np.ones(wide + 1, np.float32))
-    sampler = Sampler(SamplingSettings(temperature=0.0), b.n_vocab)
+    sampler = Sampler(SamplingSettings(temperature=0.0), b)
     v = verify_tree(b, tree, n_past, sampler, 8)
     sampler.close()
     assert v.nodes == b.n_seq_max + 1 and len(v.emitted) == 1
@@ -126,7 +125,7 @@ def test_the_verifier_cuts_a_tree_with_more_leaves_than_sequences(flat_session):
 def test_greedy_on_a_flat_curve_is_plain_greedy_token_for_token(flat_session, monkeypatch):
     """Wide trees, siblings rejected, caches trimmed and re-ordered: with one thread and
     the near-tie rule off, the text must be plain decoding's exactly."""
-    import engine.session as session_mod
+    import aded_chat.engine.decode.session as session_mod
 
     monkeypatch.setattr(session_mod, "TIE_GAP", 0.0)
     s = flat_session

@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from aded_chat.engine.errors import DecodeError, ModelLoadError
+from aded_chat.engine.limits import SettingsError, check_load, check_sampling
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import embedded_model_path
+from aded_chat.engine.llama.sampling import SEED_MAX, SamplingSettings
+from aded_chat.engine.llama.template import ChatTemplate
 from app_helpers import CFG, make_app, send, wait_until
 
 from aded_chat.app import ChatApp
@@ -24,12 +30,6 @@ from aded_chat.config import ConfigError, load_config
 from aded_chat.store import Store, StoreError, StoreWriteError
 from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
-from engine.backend import LlamaBackend
-from engine.errors import DecodeError, ModelLoadError
-from engine.limits import SettingsError, check_load, check_sampling
-from engine.models import embedded_model_path
-from engine.sampling import SEED_MAX, SamplingSettings
-from engine.template import ChatTemplate
 
 CLI = [sys.executable, "-m", "aded_chat"]
 
@@ -286,8 +286,8 @@ async def test_a_failed_answer_leaves_a_history_the_template_can_render(
         tmp_path, session, monkeypatch):
     """Gemma-like templates need alternating roles (and no system turn): after an answer
     that failed, the next message must still work."""
-    old = session.template
-    session.template = ChatTemplate(STRICT)
+    old = session._template
+    session._template = ChatTemplate(STRICT)
     real = session.generate
     calls = []
 
@@ -311,20 +311,20 @@ async def test_a_failed_answer_leaves_a_history_the_template_can_render(
             roles = [m.role for m in app.store.messages(app.conv.id)]
             assert roles == ["user", "assistant"]
     finally:
-        session.template = old
+        session._template = old
 
 
 def test_a_template_failure_is_one_line_in_ask_and_never_saved_in_the_app(session):
-    old = session.template
-    session.template = ChatTemplate("{% for m in messages %}{{ m['content'] }")
+    old = session._template
+    session._template = ChatTemplate("{% for m in messages %}{{ m['content'] }")
     try:
         with pytest.raises(Exception, match="chat template is broken") as info:
             session.check_messages([])
-        from engine.errors import EngineError
+        from aded_chat.engine.errors import EngineError
 
         assert isinstance(info.value, EngineError)
     finally:
-        session.template = old
+        session._template = old
 
 
 # -- 9, 17, 18, 19: the command line --------------------------------------------------------
@@ -487,7 +487,7 @@ def test_the_store_serialises_writes_from_two_threads(tmp_path):
 
 
 def test_stats_sent_to_the_ui_do_not_change_behind_it():
-    from engine.stats import AnswerStats, StepStats
+    from aded_chat.engine.decode.stats import AnswerStats, StepStats
 
     live = AnswerStats()
     live.add_step(StepStats(emitted=2, drafted=3, accepted=1, decode_s=0.01, host_s=0.001))

@@ -2,11 +2,16 @@
 draft tree."""
 
 import numpy as np
-
-from engine.aded import AdedSpeculator
-from engine.cost import CostModel
-from engine.lookup import MAX_MATCH, MIN_MATCH, TokenStream, copy_chain, match_bucket
-from engine.mcts import COPY_LEVEL, OWN_COPY_LEVEL
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.lookup import (
+    MAX_MATCH,
+    MIN_MATCH,
+    TokenStream,
+    copy_chain,
+    match_bucket,
+)
+from aded_chat.engine.draft.mcts import COPY_LEVEL, OWN_COPY_LEVEL
 
 
 def chain(tokens, max_len=8):

@@ -1,10 +1,9 @@
 """Draft trees from the MCTS: invariants, and a size that follows the measured cost."""
 
 import numpy as np
-
-from engine.aded import AdedSpeculator
-from engine.cost import CostModel
-from engine.tree import MAX_TREE, DraftTree
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.tree import MAX_TREE, DraftTree
 
 CPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.012, 0.021, 0.028, 0.043, 0.078, 0.156])
 GPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
@@ -85,7 +84,7 @@ def test_plain_steps_still_calibrate_the_drafter():
 
 
 def test_search_stops_early_only_when_no_tree_can_pay():
-    from engine.mcts import worth_searching
+    from aded_chat.engine.draft.mcts import worth_searching
 
     limit = 31
     assert not worth_searching(0.3, CPU.cost, limit, 1.0)  # CPU: 0.3 per node never pays

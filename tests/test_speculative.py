@@ -7,18 +7,17 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import llama_cpp
 import numpy as np
 import pytest
+from aded_chat.engine.decode.session import ChatSession
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import embedded_model_path
+from aded_chat.engine.llama.sampling import Sampler, SamplingSettings
+from aded_chat.engine.llama.template import Message
 
 from aded_chat.runtime import corpus_files
-from engine.aded import AdedSpeculator
-from engine.backend import LlamaBackend
-from engine.cost import CostModel
-from engine.models import embedded_model_path
-from engine.sampling import Sampler, SamplingSettings
-from engine.session import ChatSession
-from engine.template import Message
 
 pytestmark = pytest.mark.model
 
@@ -85,10 +84,10 @@ def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeyp
     """With every node of a batch treated as a near-tie, a drafted step emits nothing and
     the next token comes from decoding that token alone: the text is plain decoding's,
     token for token, whatever its own near-ties."""
-    import engine.session as session_mod
+    import aded_chat.engine.decode.session as session_mod
 
     monkeypatch.setattr(session_mod, "TIE_GAP", 1e9)
-    snapshot = session.speculator.snapshot()
+    snapshot = session._speculator.snapshot()
     try:
         for text in PROMPTS[:2]:
             session.reset()
@@ -98,7 +97,7 @@ def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeyp
             assert spec == plain
             assert st.drafted > 0 and st.accepted == 0
     finally:
-        session.speculator.restore(snapshot)
+        session._speculator.restore(snapshot)
 
 
 @pytest.mark.parametrize("threads, kv_cache", [(1, "f16"), (2, "q8_0")])
@@ -111,7 +110,7 @@ def test_speculative_greedy_is_plain_greedy_exactly_where_batches_are_exact(
     so with the near-tie rule off the speculative text must equal plain decoding token
     for token past 256 cached tokens, through every step of drafting, verifying and
     trimming the cache."""
-    import engine.session as session_mod
+    import aded_chat.engine.decode.session as session_mod
 
     monkeypatch.setattr(session_mod, "TIE_GAP", 0.0)
     backend = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=threads,
@@ -142,10 +141,13 @@ class RecordingSampler(Sampler):
     mismatches = 0
     draws = 0
 
-    def sample(self, ctx, index, logits=None, argmax=None):
-        tok = super().sample(ctx, index, logits, argmax)
-        ptr = llama_cpp.llama_get_logits_ith(ctx, index)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+    def __init__(self, settings, backend):
+        super().__init__(settings, backend)
+        self.backend = backend
+
+    def sample(self, index, logits=None, argmax=None):
+        tok = super().sample(index, logits, argmax)
+        logits = self.backend.logits_row(index)  # read again, not the row it was handed
         RecordingSampler.draws += 1
         if int(np.argmax(logits)) != tok:
             RecordingSampler.mismatches += 1
@@ -153,7 +155,7 @@ class RecordingSampler(Sampler):
 
 
 def test_every_emitted_token_is_the_argmax_of_its_verification_logits(session, monkeypatch):
-    import engine.session as session_mod
+    import aded_chat.engine.decode.session as session_mod
 
     monkeypatch.setattr(session_mod, "Sampler", RecordingSampler)
     session.reset()
@@ -211,7 +213,7 @@ def test_answers_run_plain_until_the_background_drafter_attaches(session):
     plainly, then speculate once it is ready; a drafter that fails is reported."""
     import threading
 
-    backend, spec = session.backend, session.speculator
+    backend, spec = session._backend, session._speculator
     s = ChatSession(backend)
     release = threading.Event()
 

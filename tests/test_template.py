@@ -3,8 +3,12 @@
 import time
 
 import pytest
-
-from engine.template import CHATML_TEMPLATE, ChatTemplate, Message, TemplateRenderError
+from aded_chat.engine.llama.template import (
+    CHATML_TEMPLATE,
+    ChatTemplate,
+    Message,
+    TemplateRenderError,
+)
 
 
 def fake_tokenize(text, special):

@@ -1,8 +1,7 @@
 """Draft-tree invariants and the acceptance walk on hand-made logits."""
 
 import numpy as np
-
-from engine.tree import DraftTree, accept_walk
+from aded_chat.engine.draft.tree import DraftTree, accept_walk
 
 
 def make_tree():
@@ -93,7 +92,7 @@ def test_walk_stops_before_an_untrusted_node_without_drawing_there():
 
 
 def test_top2_gap():
-    from engine.verify import top2_gap
+    from aded_chat.engine.decode.verify import top2_gap
 
     row = np.array([0.5, 3.0, 2.75, -1.0], np.float32)
     assert abs(top2_gap(row) - 0.25) < 1e-6

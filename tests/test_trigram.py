@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from engine.trigram import TrigramModel, find_row, prior_rows
+from aded_chat.engine.draft.trigram import TrigramModel, find_row, prior_rows
 
 
 def reference_rows(seq, inc0, growth, k):

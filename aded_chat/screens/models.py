@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, ListItem, ListView
 
-from engine.models import ModelEntry
+from aded_chat.engine import ModelEntry
 
 
 class ModelPickerScreen(ModalScreen[str | None]):

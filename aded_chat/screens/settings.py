@@ -9,8 +9,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Switch, TextArea
 
-from engine.limits import SettingsError, check_sampling
-from engine.sampling import SamplingSettings
+from aded_chat.engine import SamplingSettings, SettingsError, check_sampling
 
 FIELDS = [("temperature", float), ("top_p", float), ("top_k", int), ("min_p", float),
           ("repeat_penalty", float), ("max_tokens", int), ("seed", int)]

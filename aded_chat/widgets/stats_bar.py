@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
-from engine.stats import AnswerStats
+from aded_chat.engine import AnswerStats
 
 
 def format_stats(stats: AnswerStats | None, backend: str, state: str = "") -> str:

@@ -11,30 +11,31 @@ import sys
 import tempfile
 from pathlib import Path
 
+from aded_chat.engine.llama.template import Message
+
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
-from aded_chat.runtime import open_session
+from aded_chat.runtime import open_model
 from aded_chat.store import Store
 from aded_chat.widgets.prompt_input import PromptInput
-from engine.template import Message
 
 threads, pairs = int(sys.argv[1]), int(sys.argv[2])
 speculative = not (len(sys.argv) > 3 and sys.argv[3] == "plain")
 CFG = Config(threads=threads, speculative=speculative,
              generation=Config().generation.__class__(temperature=0.0, max_tokens=256))
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-session = open_session(CFG)
-snapshot = session.speculator.snapshot()
+session = open_model(CFG)
+snapshot = session.drafter_state()
 
 
 def headless():
-    session.speculator.restore(snapshot)
+    session.restore_drafter(snapshot)
     msgs = [Message("system", CFG.system_prompt), Message("user", PROMPT)]
     return session.answer(msgs, CFG.generation, speculative=speculative)[2]
 
 
 async def in_app(tmp):
-    session.speculator.restore(snapshot)
+    session.restore_drafter(snapshot)
     app = ChatApp(CFG, store=Store(Path(tmp) / "c.db"), session=session)
     async with app.run_test(size=(120, 40)) as pilot:
         prompt = app.query_one(PromptInput)

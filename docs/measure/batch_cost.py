@@ -7,9 +7,8 @@ import sys
 import time
 
 import numpy as np
-
-from engine.backend import LlamaBackend
-from engine.models import resolve_model
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import resolve_model
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 model = sys.argv[2] if len(sys.argv) > 2 else ""  # the embedded model by default

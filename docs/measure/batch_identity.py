@@ -14,10 +14,10 @@ usage (from the repository root):
 import sys
 
 import numpy as np
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import resolve_model
 
 from aded_chat.runtime import corpus_files
-from engine.backend import LlamaBackend
-from engine.models import resolve_model
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 kv_type = sys.argv[2] if len(sys.argv) > 2 else "f16"

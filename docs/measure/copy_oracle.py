@@ -15,11 +15,12 @@ import json
 import math
 import sys
 
+from aded_chat.engine.decode.session import ChatSession
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import resolve_model
+
 from aded_chat.bench import default_prompts, load_prompts
-from engine.backend import LlamaBackend
-from engine.cost import CostModel
-from engine.models import resolve_model
-from engine.session import ChatSession
 
 run = json.load(open(sys.argv[1]))
 backend = LlamaBackend(resolve_model(run["model"], None), n_ctx=4096,

@@ -16,14 +16,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from aded_chat.engine.decode.session import ChatSession
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.sampling import SamplingSettings
+from aded_chat.engine.llama.template import Message
 
 from aded_chat.runtime import corpus_files
-from engine.aded import AdedSpeculator
-from engine.backend import LlamaBackend
-from engine.cost import CostModel
-from engine.sampling import SamplingSettings
-from engine.session import ChatSession
-from engine.template import Message
 
 PROMPTS = ["Write a Python function that checks whether a string is a palindrome.",
            "Explain how a hash map works, briefly.",

@@ -9,15 +9,16 @@ import json
 import statistics
 import sys
 
+from aded_chat.engine.llama.sampling import SamplingSettings
+from aded_chat.engine.llama.template import Message
+
 from aded_chat.bench import PromptLookup, run_session
 from aded_chat.config import Config
-from aded_chat.runtime import open_session
-from engine.sampling import SamplingSettings
-from engine.template import Message
+from aded_chat.runtime import open_model
 
 model = sys.argv[1] if len(sys.argv) > 1 else None
-session = open_session(Config(), model=model, speculator=False)
-info = session.backend.info
+session = open_model(Config(), model=model, drafter=False)
+info = session.info
 hl = PromptLookup(info.model_path, info.n_ctx, info.n_threads, info.gpu_layers)
 settings = SamplingSettings(temperature=0.0, max_tokens=256)
 with open("assets/prompts.jsonl", encoding="utf-8") as f:

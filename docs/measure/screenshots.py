@@ -8,13 +8,15 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from aded_chat.engine import default_threads
+
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
-from aded_chat.runtime import app_threads, open_session
+from aded_chat.runtime import open_model
 from aded_chat.store import Store
 from aded_chat.widgets.prompt_input import PromptInput
 
-CFG = Config(threads=app_threads(),
+CFG = Config(threads=default_threads(reserve_core=True),
              generation=Config().generation.__class__(temperature=0.0, max_tokens=400))
 CODE = """def area(width, height):
     return width * height
@@ -37,7 +39,7 @@ OUT = Path("docs")
 
 
 async def main() -> None:
-    session = open_session(CFG)
+    session = open_model(CFG)
     with tempfile.TemporaryDirectory() as tmp:
         app = ChatApp(CFG, store=Store(Path(tmp) / "c.db"), session=session)
         async with app.run_test(size=(130, 40)) as pilot:

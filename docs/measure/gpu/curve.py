@@ -14,10 +14,9 @@ import platform
 import time
 
 import numpy as np
-
-from engine.backend import LlamaBackend
-from engine.cost import CostModel
-from engine.tree import MAX_TREE
+from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.tree import MAX_TREE
+from aded_chat.engine.llama.backend import LlamaBackend
 
 
 def measure(backend: LlamaBackend, sizes: list[int], context: int, reps: int) -> dict:

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=${PY:-.venv/bin/python}
 VERSION=$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)')
-MODEL=$("$PY" -c 'from engine.models import embedded_model_path; print(embedded_model_path())')
+MODEL=$("$PY" -c 'from aded_chat.engine.llama.models import embedded_model_path; print(embedded_model_path())')
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf .gpu && mkdir -p .gpu/run1/whl .gpu/run2 .gpu/src
 W=$(mktemp -d)

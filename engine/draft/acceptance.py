@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS, OWN_COPY_LEVEL
+from .mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS, OWN_COPY_LEVEL
 
 # Each observation discounts a cell's earlier ones by this factor: a cell remembers about
 # its last 30 tests, so the calibration follows the conversation (copying pasted code,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.lookup import copy_chain, match_bucket
-from engine.trigram import find_row
+from .lookup import copy_chain, match_bucket
+from .trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
 # back-off, 3: the unigram back-off, 4: a copy chain (engine.lookup) from the prompt,

@@ -8,10 +8,13 @@ same tokens, which is what makes speculation lossless under sampling too.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
-import llama_cpp
 import numpy as np
+
+if TYPE_CHECKING:
+    from .backend import LlamaBackend
 
 # llama.cpp reads the seed as 32 bits and takes 0xFFFFFFFF as "a random seed each time",
 # so a recorded seed that reproduces its answer lies in 0..2^32 - 2.
@@ -43,46 +46,25 @@ class SamplingSettings:
         return asdict(self)
 
 
-@dataclass
 class Sampler:
-    """Owns one llama_sampler chain built from settings."""
+    """How an answer draws its tokens: llama.cpp's chain (engine.llama.backend), with
+    plain greedy's argmax taken here from logits already at hand."""
 
-    settings: SamplingSettings
-    n_vocab: int
-    _chain: object = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        s = self.settings
-        params = llama_cpp.llama_sampler_chain_default_params()
-        params.no_perf = True
-        chain = llama_cpp.llama_sampler_chain_init(params)
-        add = llama_cpp.llama_sampler_chain_add
-        if s.repeat_penalty != 1.0:
-            add(chain, llama_cpp.llama_sampler_init_penalties(
-                self.n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0))
-        if s.greedy:
-            add(chain, llama_cpp.llama_sampler_init_greedy())
-        else:
-            if s.top_k > 0:
-                add(chain, llama_cpp.llama_sampler_init_top_k(s.top_k))
-            if s.top_p < 1.0:
-                add(chain, llama_cpp.llama_sampler_init_top_p(s.top_p, 1))
-            if s.min_p > 0.0:
-                add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
-            add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
-            if s.seed is None or not 0 <= s.seed <= SEED_MAX:
-                raise ValueError(f"sampler needs a seed in 0..{SEED_MAX}, not {s.seed}")
-            add(chain, llama_cpp.llama_sampler_init_dist(s.seed))
-        self._chain = chain
+    def __init__(self, settings: SamplingSettings, backend: LlamaBackend):
+        s = settings
+        if not s.greedy and (s.seed is None or not 0 <= s.seed <= SEED_MAX):
+            raise ValueError(f"sampler needs a seed in 0..{SEED_MAX}, not {s.seed}")
+        self.settings = settings
+        self._chain = backend.sampler_chain(settings)
         self._argmax = s.greedy and s.repeat_penalty == 1.0
 
     def remember(self, tokens: list[int]) -> None:
         """Feed prompt tokens to the repetition penalty's history."""
         if self.settings.repeat_penalty != 1.0:
             for t in tokens[-self.settings.repeat_last_n:]:
-                llama_cpp.llama_sampler_accept(self._chain, t)
+                self._chain.accept(t)
 
-    def sample(self, ctx, index: int, logits: np.ndarray | None = None,
+    def sample(self, index: int, logits: np.ndarray | None = None,
                argmax: int | None = None) -> int:
         """Draw from the logits of batch entry `index` and record the token. `logits`,
         when given, is that entry's row (every entry of the batch asked for logits);
@@ -93,15 +75,7 @@ class Sampler:
             # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
             # without copying the whole vocabulary into a candidate array per token.
             return int(logits.argmax())
-        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        return self._chain.sample(index)
 
     def close(self) -> None:
-        if self._chain is not None:
-            llama_cpp.llama_sampler_free(self._chain)
-            self._chain = None
-
-    def __del__(self) -> None:  # pragma: no cover
-        try:
-            self.close()
-        except Exception:
-            pass
+        self._chain.close()

@@ -21,8 +21,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from engine.errors import DecodeError, ModelLoadError
-from engine.tree import MAX_TREE
+from ..draft.tree import MAX_TREE
+from ..errors import DecodeError, ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
 
@@ -129,13 +129,26 @@ def compute_backend_name() -> str:
     return "CPU"
 
 
+# llama.cpp's threads past eight rarely speed a small model's decode up on a laptop.
+MAX_DEFAULT_THREADS = 8
+
+
+def default_threads(reserve_core: bool = False) -> int:
+    """llama.cpp threads when none are set: one per core, up to MAX_DEFAULT_THREADS.
+    reserve_core leaves one core to a UI beside the model: llama.cpp's threads wait for
+    each other at every layer, so a UI that takes a slice of any core they run on delays
+    them all (on a 2-vCPU machine the app decoded at 58% of headless speed with two
+    threads and at 95% with one: BENCHMARKS.md)."""
+    cores = os.cpu_count() or 2
+    return max(1, min(MAX_DEFAULT_THREADS, cores - 1 if reserve_core else cores))
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     """What the status bar and the benchmark report say about the running model."""
 
     model_path: str
     model_desc: str
-    model_bytes: int
     n_vocab: int
     n_ctx: int
     n_layers: int
@@ -174,6 +187,7 @@ class LlamaBackend:
         n_seq_max: int = MAX_TREE - 1,
         n_batch: int = 512,
         n_threads: int | None = None,
+        reserve_core: bool = False,
         kv_cache: str = "f16",
         verbose: bool = False,
     ) -> None:
@@ -213,7 +227,7 @@ class LlamaBackend:
             raise ModelLoadError(f"cannot load model {path}: {_load_failure()}")
         self._model = model
 
-        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        self.n_threads = n_threads or default_threads(reserve_core)
         cparams = llama_cpp.llama_context_default_params()
         n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
         cparams.n_ctx = int(min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx)
@@ -261,7 +275,6 @@ class LlamaBackend:
         self.info = BackendInfo(
             model_path=str(path),
             model_desc=desc.value.decode("utf-8", errors="replace"),
-            model_bytes=int(llama_cpp.llama_model_size(model)),
             n_vocab=self.n_vocab,
             n_ctx=self.n_ctx,
             n_layers=n_layers,
@@ -295,16 +308,6 @@ class LlamaBackend:
         self.close()
 
     # -- metadata ---------------------------------------------------------------------
-
-    def metadata(self, key: str) -> str | None:
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", errors="replace")
 
     def chat_template(self) -> str | None:
         tmpl = llama_cpp.llama_model_chat_template(self._model, None)
@@ -350,10 +353,6 @@ class LlamaBackend:
 
     def is_eog(self, token: int) -> bool:
         return bool(self._eog[token])
-
-    @property
-    def eog_mask(self) -> np.ndarray:
-        return self._eog
 
     # -- decoding ---------------------------------------------------------------------
 
@@ -449,10 +448,9 @@ class LlamaBackend:
         assert out is not None
         return out
 
-    @property
-    def ctx_ptr(self):
-        """The raw llama_context, for llama.cpp's sampler chain."""
-        return self._ctx
+    def sampler_chain(self, settings) -> SamplerChain:
+        """llama.cpp's sampler chain for one answer with these SamplingSettings."""
+        return SamplerChain(self, settings)
 
     # -- KV memory --------------------------------------------------------------------
 
@@ -467,3 +465,49 @@ class LlamaBackend:
 
     def kv_clear(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
+
+
+class SamplerChain:
+    """One llama_sampler chain: the repetition penalty, then greedy or top-k, top-p,
+    min-p, temperature and a seeded draw, in llama.cpp's own order and arithmetic."""
+
+    def __init__(self, backend: LlamaBackend, s) -> None:
+        self._backend = backend
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        chain = llama_cpp.llama_sampler_chain_init(params)
+        add = llama_cpp.llama_sampler_chain_add
+        if s.repeat_penalty != 1.0:
+            add(chain, llama_cpp.llama_sampler_init_penalties(
+                backend.n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0))
+        if s.greedy:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            if s.top_k > 0:
+                add(chain, llama_cpp.llama_sampler_init_top_k(s.top_k))
+            if s.top_p < 1.0:
+                add(chain, llama_cpp.llama_sampler_init_top_p(s.top_p, 1))
+            if s.min_p > 0.0:
+                add(chain, llama_cpp.llama_sampler_init_min_p(s.min_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
+            add(chain, llama_cpp.llama_sampler_init_dist(s.seed))
+        self._chain = chain
+
+    def accept(self, token: int) -> None:
+        """Record a token the chain did not draw (the prompt, for the penalty's window)."""
+        llama_cpp.llama_sampler_accept(self._chain, token)
+
+    def sample(self, index: int) -> int:
+        """Draw from the logits of the last batch's entry `index`, and record it."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, self._backend._ctx, index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.errors import EngineError
+from ..errors import EngineError
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"

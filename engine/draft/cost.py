@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backend import LlamaBackend
-from engine.errors import EngineError
-from engine.models import file_identity
-from engine.tree import MAX_TREE
+from ..errors import EngineError
+from ..llama.backend import LlamaBackend
+from ..llama.models import file_identity
+from .tree import MAX_TREE
 
 # Batch sizes timed at load. Dense around 8: CUDA's small-batch matmul kernels (MMVQ)
 # cover at most 8 tokens, so a GPU's curve can step up at 9; a table kept point by point

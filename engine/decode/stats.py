@@ -114,13 +114,14 @@ class AnswerStats:
         return d
 
 
-def projected_speedup(stats: AnswerStats, cost) -> float | None:
+def projected_speedup(stats: AnswerStats, curve) -> float | None:
     """The speedup this answer's steps would make on a machine whose verification curve
-    is cost[n] (seconds for n tokens): tokens per step x c(1) / (mean c(batches) + host
-    seconds per step). A projection from another machine's curve, never a measurement;
-    host time is this thread's CPU time, blind to this machine's other load."""
+    (a CostModel) costs c(n) seconds for n tokens: tokens per step x c(1) / (mean
+    c(batches) + host seconds per step). A projection from another machine's curve, never
+    a measurement; host time is this thread's CPU time, blind to this machine's load."""
     if not stats.steps or not stats.batches_per_step:
         return None
+    cost = curve.cost
     verify = sum(float(cost[t]) + (float(cost[r]) if r else 0.0)
                  for t, r in stats.batches_per_step) / len(stats.batches_per_step)
     host = sum(stats.host_cpu_s_per_step) / len(stats.host_cpu_s_per_step)

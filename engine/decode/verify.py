@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.backend import LlamaBackend
-from engine.sampling import Sampler
-from engine.tree import DraftTree, accept_walk
+from ..draft.tree import DraftTree, accept_walk
+from ..llama.backend import LlamaBackend
+from ..llama.sampling import Sampler
 
 
 @dataclass
@@ -86,7 +86,6 @@ def verify_tree(
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
 
-    ctx = backend.ctx_ptr
     trusted = None
     argmax: dict[int, int] = {}  # the near-tie check's argmax, which greedy draws reuse
     if tie_gap > 0 and n > 1:
@@ -94,7 +93,7 @@ def verify_tree(
             argmax[node], gap = top2(logits[node])
             return gap >= tie_gap
     emitted, path = accept_walk(
-        tree, lambda node: sampler.sample(ctx, node, logits[node], argmax.get(node)),
+        tree, lambda node: sampler.sample(node, logits[node], argmax.get(node)),
         backend.is_eog, max_emit, trusted,
     )
     kept = len(emitted)  # the path, less a node the walk stopped at

@@ -15,15 +15,15 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from engine.acceptance import AcceptanceModel, observe_tree
-from engine.backend import LlamaBackend
-from engine.cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
-from engine.lookup import TokenStream
-from engine.mcts import mcts_draft
-from engine.models import file_identity
-from engine.tree import DraftTree
-from engine.trigram import TrigramModel, prior_rows
-from engine.trigram import learn as learn_trigrams
+from ..llama.backend import LlamaBackend
+from ..llama.models import file_identity
+from .acceptance import AcceptanceModel, observe_tree
+from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
+from .lookup import TokenStream
+from .mcts import mcts_draft
+from .tree import DraftTree
+from .trigram import TrigramModel, prior_rows
+from .trigram import learn as learn_trigrams
 
 PRIOR_VERSION = 2
 UNIGRAM_TOP = 8

@@ -1,0 +1,1 @@
+"""The decode loop: a conversation's prompt and cache, verification steps, their stats."""

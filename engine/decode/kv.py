@@ -1,0 +1,71 @@
+"""Sequence 0 of llama.cpp's KV cache and its mirror: the one owner of both.
+
+Invariant: sequence 0 holds exactly `tokens`, at positions 0..n-1, and no other
+sequence holds anything between steps. A new turn evaluates only the tokens after the
+longest common prefix; a verification step (engine.decode.verify) borrows the other
+sequences for the tree's branches and hands back sequence 0 with the kept branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..draft.tree import DraftTree
+from ..llama.backend import LlamaBackend
+from ..llama.sampling import Sampler
+from .verify import Verified, verify_tree
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class KvCache:
+    def __init__(self, backend: LlamaBackend):
+        self._backend = backend
+        self.tokens: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def room(self) -> int:
+        """Positions left in the context."""
+        return self._backend.n_ctx - len(self.tokens)
+
+    def bring_to(self, prompt: list[int]) -> int:
+        """Hold `prompt`, evaluating only what is new; returns that count. The logits of
+        the prompt's last token are the backend's last output. A failed or interrupted
+        evaluation leaves the cache empty rather than unknown."""
+        reuse = common_prefix(self.tokens, prompt)
+        if reuse == len(prompt):
+            reuse -= 1  # the last token must be evaluated to get its logits
+        try:
+            self._backend.kv_remove(0, reuse, -1)
+            self.tokens = self.tokens[:reuse]
+            self._backend.prefill(prompt[reuse:], reuse)
+        except BaseException:
+            self.clear()
+            raise
+        self.tokens = list(prompt)
+        return len(prompt) - reuse
+
+    def verify(self, tree: DraftTree, sampler: Sampler, max_emit: int,
+               logit_gaps: list[float] | None, tie_gap: float) -> Verified:
+        """Verify a tree rooted at the newest chosen token (not yet in the cache) and keep
+        the root and the accepted branch."""
+        v = verify_tree(self._backend, tree, len(self.tokens), sampler, max_emit,
+                        logit_gaps, tie_gap)
+        if v.kept:
+            self.tokens.append(int(tree.tokens[0]))
+            self.tokens += v.emitted[: v.kept - 1]
+        return v
+
+    def clear(self) -> None:
+        self._backend.kv_clear()
+        self.tokens = []

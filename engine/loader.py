@@ -1,0 +1,60 @@
+"""The engine's one way in: a model file and options in, a ready ChatSession out.
+
+It loads the backend, reads or measures the verification cost curve (before the
+drafter exists, since measuring uses the context), and builds the ADED drafter on a
+thread, so a chat can open as soon as the model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .decode.session import ChatSession
+from .draft.cost import CostModel, load_or_measure
+from .llama.backend import LlamaBackend
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None  # None: every layer when llama.cpp can offload
+    threads: int | None = None  # None: engine.llama.backend.default_threads
+    reserve_core: bool = False  # the default leaves a core to a UI beside the model
+    kv_cache: str = "f16"
+    verbose: bool = False  # llama.cpp's log on stderr
+    drafter: bool = True  # ADED; False: plain decoding only
+    wait_for_drafter: bool = True  # False: return once the model is loaded
+    cost_curve: CostModel | None = None  # another machine's curve (read_cost_curve)
+    corpus: tuple[Path, ...] = ()  # text files whose tri-grams are the drafter's prior
+    cache_dir: Path | None = None  # the prior and the measured curve, per model file
+
+
+def read_cost_curve(spec: str | None) -> CostModel | None:
+    """The curve a --cost-curve flag names (`flat`, or a JSON file), or None to measure
+    this machine's. Read before the model loads, so a bad file ends in one line at once."""
+    return CostModel.from_curve_file(spec) if spec else None
+
+
+def open_session(model: str | Path, options: SessionOptions = SessionOptions()
+                 ) -> ChatSession:
+    """Load `model` (a GGUF path) and, unless options.drafter is off, its drafter.
+    Raises ModelLoadError (one sentence) for a file llama.cpp cannot use."""
+    o = options
+    backend = LlamaBackend(model, n_ctx=o.n_ctx, n_gpu_layers=o.n_gpu_layers,
+                           n_threads=o.threads, reserve_core=o.reserve_core,
+                           kv_cache=o.kv_cache, verbose=o.verbose)
+    session = ChatSession(backend)
+    if o.drafter:
+        cost = o.cost_curve if o.cost_curve is not None else load_or_measure(backend,
+                                                                              o.cache_dir)
+
+        def build():
+            from .draft.aded import AdedSpeculator  # imports Numba: keep it off the start
+
+            return AdedSpeculator.for_backend(backend, list(o.corpus), o.cache_dir, cost=cost)
+
+        session.load_speculator(build)
+        if o.wait_for_drafter:
+            session.wait_for_speculator()
+    return session
