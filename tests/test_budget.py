@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from aded_chat.engine.draft.acceptance import DECAY, AcceptanceModel
+from aded_chat.engine.draft.acceptance import DECAY, PRIOR_WEIGHT, AcceptanceModel, observe_tree
 from aded_chat.engine.draft.cost import MAX_TREE, CostCurveError, CostModel
 
 
@@ -103,12 +103,12 @@ def test_acceptance_learns_from_tested_nodes_only():
     levels = np.zeros(5, np.int32)
     buckets = np.array([0, 9, 2, 5, 6], np.int32)
     for _ in range(50):  # the model emitted 11 then 99: node 1 kept, 2 and 3 rejected
-        assert a.observe(parents, depths, tokens, levels, buckets,
-                         np.array([11, 99], np.int32)) == 3
+        assert observe_tree(parents, depths, tokens, levels, buckets,
+                            np.array([11, 99], np.int32), a.calib) == 3
     assert a.table[0, 9] > before[0, 9]
     assert a.table[0, 2] < before[0, 2]
     assert a.table[0, 5] < before[0, 5]  # node 3 was tested (parent 1 kept) and rejected
-    assert a.tried[0, 6] == AcceptanceModel.PRIOR_WEIGHT  # node 4 never tested
+    assert a.calib.tried[0, 6] == PRIOR_WEIGHT  # node 4 never tested
 
 
 def test_acceptance_learns_beyond_what_was_verified():
@@ -120,14 +120,15 @@ def test_acceptance_learns_beyond_what_was_verified():
     levels = np.array([0, 0, 1, 2], np.int32)
     buckets = np.array([0, 3, 3, 3], np.int32)
     a = AcceptanceModel()
-    assert a.observe(parents, depths, tokens, levels, buckets, np.array([11], np.int32)) == 1
-    assert a.tried[1, 3] == AcceptanceModel.PRIOR_WEIGHT
-    assert a.observe(parents, depths, tokens, levels, buckets,
-                     np.array([11, 12, 13], np.int32)) == 3
-    w = AcceptanceModel.PRIOR_WEIGHT
-    assert np.isclose(a.tried[0, 3], (w * DECAY + 1) * DECAY + 1)  # tested twice
+    assert observe_tree(parents, depths, tokens, levels, buckets,
+                        np.array([11], np.int32), a.calib) == 1
+    assert a.calib.tried[1, 3] == PRIOR_WEIGHT
+    assert observe_tree(parents, depths, tokens, levels, buckets,
+                        np.array([11, 12, 13], np.int32), a.calib) == 3
+    w = PRIOR_WEIGHT
+    assert np.isclose(a.calib.tried[0, 3], (w * DECAY + 1) * DECAY + 1)  # tested twice
     for lv in (1, 2):
-        assert np.isclose(a.tried[lv, 3], w * DECAY + 1)  # tested once, and kept
+        assert np.isclose(a.calib.tried[lv, 3], w * DECAY + 1)  # tested once, and kept
         assert a.table[lv, 3] > AcceptanceModel().table[lv, 3]
 
 
@@ -138,8 +139,8 @@ def test_acceptance_follows_recent_evidence():
                                np.array([0, 5], np.int32))
     a = AcceptanceModel()
     for _ in range(300):
-        a.observe(parents, depths, tokens, levels, buckets, np.array([11], np.int32))
+        observe_tree(parents, depths, tokens, levels, buckets, np.array([11], np.int32), a.calib)
     assert a.table[0, 5] > 0.95
     for _ in range(40):
-        a.observe(parents, depths, tokens, levels, buckets, np.array([12], np.int32))
+        observe_tree(parents, depths, tokens, levels, buckets, np.array([12], np.int32), a.calib)
     assert a.table[0, 5] < 0.5

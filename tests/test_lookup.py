@@ -76,7 +76,7 @@ def test_the_copy_chain_enters_the_tree_where_the_trigram_is_unsure():
     tree = spec.propose(text * 3 + [72, 2, 3], room=64)
     tree.check()
     copy = tree.child(0, 30)
-    assert copy > 0 and spec._o_lev[copy] == COPY_LEVEL
+    assert copy > 0 and spec._out.level[copy] == COPY_LEVEL
     for other in (10, 20, 40):  # the copy outranks the tri-gram's equal alternatives
         alt = tree.child(0, other)
         assert alt < 0 or tree.probs[alt] < tree.probs[copy]
@@ -95,8 +95,8 @@ def test_a_copy_from_the_answer_itself_is_calibrated_apart():
     answer = [50, 51, 52, 53, 54, 60, 50, 51, 52]
     tree = spec.propose(prompt + answer, room=64)
     own = tree.child(0, 53)
-    assert own > 0 and spec._o_lev[own] == OWN_COPY_LEVEL
+    assert own > 0 and spec._out.level[own] == OWN_COPY_LEVEL
     spec.begin(prompt + answer)  # the next turn: that answer is now part of the prompt
     tree = spec.propose(prompt + answer + [99, 50, 51, 52], room=64)
     copied = tree.child(0, 99)  # what followed the latest "50 51 52": the new turn's 99
-    assert copied > 0 and spec._o_lev[copied] == COPY_LEVEL
+    assert copied > 0 and spec._out.level[copied] == COPY_LEVEL

@@ -78,9 +78,9 @@ def test_plain_steps_still_calibrate_the_drafter():
     history = [3, 4]
     tree = spec.propose(history, room=64)
     assert len(tree) == 1
-    before = spec.accept.tried.sum()
+    before = spec.accept.calib.tried.sum()
     spec.learn(history + [5], 1, tree, 1, 0.012)
-    assert spec.accept.tried.sum() > before
+    assert spec.accept.calib.tried.sum() > before
 
 
 def test_search_stops_early_only_when_no_tree_can_pay():

@@ -60,24 +60,24 @@ def test_hash_collisions_in_a_tiny_table():
     m = TrigramModel(vocab=5000, max_mb=0.01, k=4)  # 1024 slots
     keys = np.arange(0, 600, dtype=np.int64) * 7919
     for key in keys:
-        r = find_row(m.keys, m.bits, key)
+        r = find_row(m.tables.keys, m.tables.bits, key)
         assert r < 0
-        m.keys[-r - 1] = key
+        m.tables.keys[-r - 1] = key
     for key in keys:
-        r = find_row(m.keys, m.bits, key)
-        assert r >= 0 and m.keys[r] == key
+        r = find_row(m.tables.keys, m.tables.bits, key)
+        assert r >= 0 and m.tables.keys[r] == key
 
 
 def test_eviction_keeps_memory_bounded_and_strong_rows():
     m = TrigramModel(vocab=50000, max_mb=0.05, k=4)
-    slots = m.keys.shape[0]
+    slots = m.tables.keys.shape[0]
     size = m.size_mb
     strong = np.array([7, 8, 9] * 200, np.int32)
     m.learn(strong)
     rng = np.random.default_rng(1)
     m.learn(rng.integers(0, 50000, size=20000).astype(np.int32))
     assert m.evictions > 0
-    assert m.keys.shape[0] == slots and m.size_mb == size
+    assert m.tables.keys.shape[0] == slots and m.size_mb == size
     assert m.n_rows <= 0.75 * slots
     assert 9 in m.row(7, 8)
 

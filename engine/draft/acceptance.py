@@ -11,6 +11,8 @@ pessimistic (and stopped drafting) sees when drafts would pay again.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -22,11 +24,22 @@ from .mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS, OWN_COPY_LEVEL
 DECAY = 0.97
 
 
+class Calibration(NamedTuple):
+    """The acceptance calibration as the Numba kernels take it (AcceptanceModel owns it):
+    per back-off level and probability bucket, decayed counts of tested and kept nodes,
+    and their ratio, the chance the model accepts such a node."""
+
+    tried: np.ndarray  # float64 [N_LEVELS, N_BUCKETS]
+    kept: np.ndarray  # float64 [N_LEVELS, N_BUCKETS]
+    table: np.ndarray  # float64 [N_LEVELS, N_BUCKETS]: kept / tried
+
+
 @nb.njit(cache=True)
-def observe_tree(parents, depths, tokens, levels, buckets, emitted, tried, kept, table):
+def observe_tree(parents, depths, tokens, levels, buckets, emitted, calib):
     """Count each node (parents before children) whose parent is on the emitted path and
     whose depth the emitted tokens reach as tested; those holding the emitted token there
     as kept. Returns the number of nodes tested."""
+    tried, kept, table = calib.tried, calib.kept, calib.table
     n = parents.shape[0]
     on_path = np.zeros(n, np.bool_)
     on_path[0] = True
@@ -45,28 +58,42 @@ def observe_tree(parents, depths, tokens, levels, buckets, emitted, tried, kept,
     return tested
 
 
+# Where each back-off level's calibration starts: the drafter's own estimate, scaled.
+# A well-supported tri-gram row and a copy are taken at their word; a row seen once and
+# the bigram back-off at half of it (a context seen once says "100%" far more often than
+# it is right); the unigram back-off at a fifth (it knows nothing of the context).
+LEVEL_TRUST = (1.0, 0.5, 0.5, 0.2, 1.0, 1.0)
+# Copies start from their match length instead (engine.draft.lookup.match_bucket: 3,
+# 4-5, 6-8, 9-15, 16+ tokens matched, then the same with the tri-gram agreeing): a
+# 3-token match is often chance, a long one nearly always the text being copied.
+COPY_PRIOR = (0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95)
+OWN_COPY_TRUST = 0.8  # an answer repeating itself strays from the copy more than a paste
+PRIOR_WEIGHT = 4.0  # the starting estimate counts as this many observations (a Beta prior)
+
+
 class AcceptanceModel:
     """Calibration from the drafter's conditional probability (by back-off level and
-    bucket) to the observed chance the model accepts a node whose parent it accepted.
-    Starts from the drafter's own estimate (a Beta prior worth a few observations)."""
-
-    PRIOR_WEIGHT = 4.0
+    bucket) to the observed chance the model accepts a node whose parent it accepted."""
 
     def __init__(self) -> None:
         centers = (np.arange(N_BUCKETS) + 0.5) / N_BUCKETS
-        scale = np.array([1.0, 0.5, 0.5, 0.2, 1.0, 1.0])[:, None]  # weak, back-off rows
-        self.tried = np.full((N_LEVELS, N_BUCKETS), self.PRIOR_WEIGHT)
-        self.kept = self.tried * centers[None, :] * scale
-        # copies, by the length of their match (a 3-token match is often chance) and
-        # whether the tri-gram agrees (engine.lookup.match_bucket)
-        copies = np.array([0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95])
-        self.kept[COPY_LEVEL] = self.tried[COPY_LEVEL] * copies
-        self.kept[OWN_COPY_LEVEL] = self.tried[OWN_COPY_LEVEL] * copies * 0.8
-        self.table = self.kept / self.tried
+        tried = np.full((N_LEVELS, N_BUCKETS), PRIOR_WEIGHT)
+        kept = tried * centers[None, :] * np.array(LEVEL_TRUST)[:, None]
+        copies = np.array(COPY_PRIOR)
+        kept[COPY_LEVEL] = tried[COPY_LEVEL] * copies
+        kept[OWN_COPY_LEVEL] = tried[OWN_COPY_LEVEL] * copies * OWN_COPY_TRUST
+        self.calib = Calibration(tried, kept, kept / tried)
 
-    def observe(self, parents: np.ndarray, depths: np.ndarray, tokens: np.ndarray,
-                levels: np.ndarray, buckets: np.ndarray, emitted: np.ndarray) -> int:
-        """Learn from a searched tree (node 0 the root) and the tokens the model emitted
-        after the root; returns how many nodes that tested."""
-        return observe_tree(parents, depths, tokens, levels, buckets, emitted,
-                            self.tried, self.kept, self.table)
+    @property
+    def table(self) -> np.ndarray:
+        """The calibrated chance of acceptance per (level, bucket)."""
+        return self.calib.table
+
+    def snapshot(self) -> tuple:
+        return self.calib.tried.copy(), self.calib.kept.copy()
+
+    def restore(self, snap: tuple) -> None:
+        tried, kept = snap
+        self.calib.tried[...] = tried
+        self.calib.kept[...] = kept
+        self.calib.table[...] = kept / tried

@@ -20,7 +20,7 @@ from ..llama.models import file_identity
 from .acceptance import AcceptanceModel, observe_tree
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
-from .mcts import mcts_draft
+from .mcts import Conversation, Search, SearchOut, Unigrams, mcts_draft
 from .tree import DraftTree
 from .trigram import TrigramModel, prior_rows
 from .trigram import learn as learn_trigrams
@@ -33,9 +33,13 @@ STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supp
 # its estimate is high, so estimates of chosen trees run optimistic, more so in some
 # conversations than in others. Each step keeps TRUST_MEMORY of the sums, which start
 # from (and, while nothing is drafted, drift back to) TRUST_PRIOR tokens of each.
-TRUST_MEMORY = 0.9
+TRUST_MEMORY = 0.9  # about the last ten drafts
 TRUST_PRIOR = 2.0
-TRUST_MAX = 1.0
+TRUST_MAX = 1.0  # realised tokens may beat the estimate; the search never counts on it
+# Search effort (_search_effort): the paper's 150 simulations where verification is
+# flat; on a CPU, where only a couple of nodes can pay, 32 find them in ~0.1 ms.
+MIN_SIMS = 32
+SIMS_PER_NODE = 8
 
 
 def _corpus_identity(files: list[Path]) -> str:
@@ -97,21 +101,16 @@ class AdedSpeculator:
         self.max_leaves = max_leaves  # the KV sequences the verifier has, one per leaf
         self.learned = TokenStream()  # the tokens the model has learned from, in order
         self._prompt_len = 0  # where this answer starts in self.learned
-        self.prior_tokens = 0
         self._step = 0
         self._n_sims = self._search_effort()
         cap = MAX_TREE + 1
-        self._o_tok = np.zeros(cap, np.int32)
-        self._o_par = np.zeros(cap, np.int32)
-        self._o_dep = np.zeros(cap, np.int32)
-        self._o_pathp = np.zeros(cap, np.float64)
-        self._o_lev = np.zeros(cap, np.int32)
-        self._o_bkt = np.zeros(cap, np.int32)
-        self._uni_tok = np.zeros(UNIGRAM_TOP, np.int32)
-        self._uni_p = np.zeros(UNIGRAM_TOP, np.float64)
-        self._chain = np.zeros(max_depth, np.int32)
+        i32 = np.int32
+        self._out = SearchOut(np.zeros(cap, i32), np.zeros(cap, i32), np.zeros(cap, i32),
+                              np.zeros(cap, np.float64), np.zeros(cap, i32),
+                              np.zeros(cap, i32), np.zeros(max_depth, i32))
+        self._unigrams = Unigrams(np.zeros(UNIGRAM_TOP, i32), np.zeros(UNIGRAM_TOP))
         self._root = DraftTree.root_only(0)  # propose's answer when nothing is worth drafting
-        self._searched = 0  # nodes of the last search, in self._o_*, awaiting its outcome
+        self._searched = 0  # nodes of the last search, in self._out, awaiting its outcome
         self._predicted = self._realised = TRUST_PRIOR
 
     @classmethod
@@ -124,8 +123,7 @@ class AdedSpeculator:
             cost = load_or_measure(backend, cache)
         kw.setdefault("max_leaves", backend.n_seq_max)
         spec = cls(backend.n_vocab, cost, **kw)
-        (keys, toks, wts, uni), spec.prior_tokens = load_prior(backend, corpus, cache,
-                                                              spec.model.k)
+        (keys, toks, wts, uni), _ = load_prior(backend, corpus, cache, spec.model.k)
         # The corpus says what text looks like; the conversation says what this text is:
         # a prior row weighs about half of one token seen in this conversation.
         spec.model.load_rows(keys, toks, wts, uni, mass=PRIOR_MASS * spec.model.inc)
@@ -160,29 +158,22 @@ class AdedSpeculator:
         return self.model.size_mb
 
     def _refresh_unigram(self) -> None:
-        uni = self.model.uni
+        uni = self.model.tables.uni
         top = np.argpartition(-uni, UNIGRAM_TOP)[:UNIGRAM_TOP]
         top = top[np.argsort(-uni[top])]
         total = float(uni.sum()) or 1.0
-        self._uni_tok[:] = top
-        self._uni_p[:] = uni[top] / total
+        self._unigrams.tok[:] = top
+        self._unigrams.p[:] = uni[top] / total
 
     def snapshot(self) -> tuple:
         """Everything learned so far (the benchmark replays a prompt from one state)."""
-        m = self.model
-        return (m.keys.copy(), m.toks.copy(), m.wts.copy(), m.totals.copy(), m.used.copy(),
-                m.uni.copy(), m.inc, self.accept.tried.copy(), self.accept.kept.copy(),
-                self.learned.tokens.copy(), self._predicted, self._realised)
+        return (self.model.snapshot(), self.accept.snapshot(), self.learned.tokens.copy(),
+                self._predicted, self._realised)
 
     def restore(self, snap: tuple) -> None:
-        m = self.model
-        (keys, toks, wts, totals, used, uni, m.inc, tried, kept, learned,
-         self._predicted, self._realised) = snap
-        for dst, src in ((m.keys, keys), (m.toks, toks), (m.wts, wts), (m.totals, totals),
-                         (m.used, used), (m.uni, uni), (self.accept.tried, tried),
-                         (self.accept.kept, kept)):
-            dst[...] = src
-        self.accept.table = self.accept.kept / self.accept.tried
+        model, accept, learned, self._predicted, self._realised = snap
+        self.model.restore(model)
+        self.accept.restore(accept)
         self.learned.set(learned)
         self._refresh_unigram()
 
@@ -199,31 +190,32 @@ class AdedSpeculator:
         self._n_sims = self._search_effort()
 
     def _search_effort(self) -> int:
-        """Simulations per step, from what verification can afford: a CPU where two tokens
-        cost 1.7x one needs a few dozen, a flat GPU curve the paper's 150. The cost table
-        moves slowly, so this is refreshed once per answer, not per step."""
+        """Simulations per step, from what verification can afford: the batch sizes that
+        cost less than two single tokens, SIMS_PER_NODE simulations each (a node needs a
+        few visits before its rank means anything), at least MIN_SIMS. A CPU where two
+        tokens cost 1.7x one gets MIN_SIMS; a flat GPU curve the paper's 150. The cost
+        table moves slowly, so this is refreshed once per answer, not per step."""
         affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
-        return int(min(self.n_sims, max(32, 8 * affordable)))
+        return int(min(self.n_sims, max(MIN_SIMS, SIMS_PER_NODE * affordable)))
 
     def propose(self, history: list[int], room: int) -> DraftTree:
         a = history[-2] if len(history) >= 2 else -1
         m = self.model
         self._step += 1
         self.learned.sync(history)  # the root: sampled after the last learn
-        keep, n = mcts_draft(m.keys, m.toks, m.wts, m.totals, m.bits, self._uni_tok,
-                             self._uni_p, m.vocab, STRONG_ROW * m.inc, self.accept.table, a,
-                             history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
-                             self._step, self.cost.cost, min(self.max_nodes, room - 1),
-                             self.max_leaves, self.trust, self.learned.buf, len(self.learned),
-                             self._prompt_len, self._chain,
-                             self._o_tok, self._o_par, self._o_dep, self._o_pathp,
-                             self._o_lev, self._o_bkt)
+        search = Search(a, history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
+                        STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
+                        self.trust, self._step)
+        conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
+        keep, n = mcts_draft(m.tables, self._unigrams, self.accept.table, self.cost.cost,
+                             search, conv, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
             self._root.tokens[0] = history[-1]
             return self._root
-        return DraftTree(self._o_tok[:keep].copy(), self._o_par[:keep].copy(),
-                         self._o_dep[:keep].copy(), self._o_pathp[:keep].astype(np.float32))
+        o = self._out
+        return DraftTree(o.tok[:keep].copy(), o.parent[:keep].copy(), o.depth[:keep].copy(),
+                         o.pathp[:keep].astype(np.float32))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float) -> None:
@@ -234,11 +226,9 @@ class AdedSpeculator:
         if len(self.learned) != start:  # a learn without its propose (tests, warm-up)
             self.learned.set(np.asarray(history[:start], np.int32))
         self.learned.reserve(start + n_new)
-        m, a, n = self.model, self.accept, self._searched
-        inc, refused = absorb(m.keys, m.toks, m.wts, m.totals, m.used, m.bits, m.uni,
-                              m.vocab, m.inc, m.growth, seq, n_new, self.learned.buf, start,
-                              self._o_par, self._o_dep, self._o_tok, self._o_lev,
-                              self._o_bkt, n, a.tried, a.kept, a.table)
+        m = self.model
+        inc, refused = absorb(m.tables, m.inc, m.growth, seq, n_new, self.learned.buf, start,
+                              self._out, self._searched, self.accept.calib)
         self.learned.n = start + n_new
         m.settle(inc, refused, seq)
         self._searched = 0
@@ -252,18 +242,17 @@ class AdedSpeculator:
 
 
 @nb.njit(cache=True)
-def absorb(keys, toks, wts, totals, used, bits, uni, vocab, inc, growth, seq, n_new,
-           stream, n_stream, par, dep, tok, lev, bkt, n_searched, tried, kept, table):
+def absorb(tables, inc, growth, seq, n_new, stream, n_stream, searched, n_searched, calib):
     """One step's learning in one call (each call from Python into Numba costs more than
     the work, with caches cold after llama_decode): the tri-grams of seq that end at its
     n_new verified tokens, those tokens appended to stream[n_stream:], and what they say
-    about the n_searched nodes of the last search. Returns the tri-gram model's (inc,
-    refused) for TrigramModel.settle."""
-    inc, refused = learn_trigrams(keys, toks, wts, totals, used, bits, uni, seq, 2, inc,
-                                  growth, vocab)
+    about the first n_searched nodes of the last search (a SearchOut). Returns the
+    tri-gram model's (inc, refused) for TrigramModel.settle."""
+    inc, refused = learn_trigrams(tables, seq, 2, inc, growth)
     new = seq[seq.shape[0] - n_new:]
     stream[n_stream:n_stream + n_new] = new
     if n_searched > 1:
-        observe_tree(par[:n_searched], dep[:n_searched], tok[:n_searched],
-                     lev[:n_searched], bkt[:n_searched], new, tried, kept, table)
+        k = n_searched
+        observe_tree(searched.parent[:k], searched.depth[:k], searched.tok[:k],
+                     searched.level[:k], searched.bucket[:k], new, calib)
     return inc, refused

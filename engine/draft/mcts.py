@@ -12,6 +12,8 @@ many visits as its child and comes first).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
@@ -41,33 +43,76 @@ MIN_ROLLOUT_P = 0.05
 DRAFT_MARGIN = 0.1
 
 
+class Unigrams(NamedTuple):
+    """The unigram back-off's likeliest tokens and their probabilities (refreshed by the
+    drafter once per prompt: it moves slowly)."""
+
+    tok: np.ndarray  # int32 [UNIGRAM_TOP]
+    p: np.ndarray  # float64 [UNIGRAM_TOP]
+
+
+class Search(NamedTuple):
+    """One step's search: where it starts, how hard it looks, what it may keep."""
+
+    ctx_a: int  # the token before the root (-1: none)
+    root: int  # the newest chosen token
+    n_sims: int
+    max_depth: int
+    c1: float  # pUCT exploration constants (ADED's defaults: 1.5 and 8)
+    c2: float
+    strong: float  # a tri-gram row with this much recency-weighted mass is well supported
+    max_nodes: int  # drafted nodes the batch has room for
+    max_leaves: int  # the verifier gives each leaf a KV sequence
+    trust: float  # the share of its predicted accepted tokens the drafter has realised
+    seed: int
+
+
+class Conversation(NamedTuple):
+    """The tokens so far (prompt, then answer, the root last): where copies come from."""
+
+    tokens: np.ndarray  # int32, the first n valid
+    n: int
+    prompt_len: int
+
+
+class SearchOut(NamedTuple):
+    """Where the search writes its nodes, best first (node 0 the root), and its scratch."""
+
+    tok: np.ndarray  # int32 [MAX_TREE + 1]
+    parent: np.ndarray  # int32
+    depth: np.ndarray  # int32
+    pathp: np.ndarray  # float64: the drafter's chance the path to the node is accepted
+    level: np.ndarray  # int32: the node's back-off level (calibration row)
+    bucket: np.ndarray  # int32: its probability bucket (calibration column)
+    chain: np.ndarray  # int32 [max_depth]: scratch for the copy chain
+
+
 @nb.njit(cache=True)
-def _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, a, b,
-                out_t, out_p):
+def _candidates(t, uni, strong, a, b, out_t, out_p):
     """Next-token candidates of context (a, b) with back-off; returns (count, level).
     A tri-gram row is well supported when its recency-weighted mass reaches `strong`."""
-    K = toks.shape[1]
-    r = find_row(keys, bits, (np.int64(a) + 1) * vocab + b) if a >= 0 else -1
+    toks, wts, totals = t.toks, t.wts, t.totals
+    r = find_row(t.keys, t.bits, (np.int64(a) + 1) * t.vocab + b) if a >= 0 else -1
     level = 0
     if r >= 0 and totals[r] > 0:
         if totals[r] < strong:
             level = 1
     else:
         level = 2
-        r = find_row(keys, bits, np.int64(b))
+        r = find_row(t.keys, t.bits, np.int64(b))
     n = 0
     if r >= 0 and totals[r] > 0:
         inv = 1.0 / totals[r]
-        for j in range(K):
+        for j in range(toks.shape[1]):
             if toks[r, j] >= 0:
                 out_t[n] = toks[r, j]
                 out_p[n] = wts[r, j] * inv
                 n += 1
     else:
         level = 3
-        for j in range(uni_tok.shape[0]):
-            out_t[n] = uni_tok[j]
-            out_p[n] = uni_p[j]
+        for j in range(uni.tok.shape[0]):
+            out_t[n] = uni.tok[j]
+            out_p[n] = uni.p[j]
             n += 1
     # keep the strongest MAX_CHILDREN, highest first (insertion sort: n <= K)
     for i in range(1, n):
@@ -122,25 +167,23 @@ def _depth_first(order, k, par, n, out):
 
 
 @nb.njit(cache=True)
-def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, calib,
-               ctx_a, root_tok, n_sims, max_depth, c1, c2, seed,
-               cost, max_nodes, max_leaves, trust, stream, n_stream, prompt_len, chain,
-               o_tok, o_parent, o_depth, o_pathp, o_level, o_bucket):
-    """Search from the root (ctx_a, root_tok); write the searched nodes to o_* (node 0 is
-    the root), best first, and return (draft size, nodes written): the draft is the first
-    nodes. The draft has at most max_nodes drafted nodes and max_leaves leaves (the
-    verifier gives each leaf a KV sequence, and the context has that many).
-    cost[n] is the measured seconds to verify n tokens; `trust` scales the expected
-    accepted tokens (the share of its predictions the drafter has recently realised).
-    When the root's candidates cannot pay for any tree, the search stops after expanding
-    the root, whose children are still written out for the calibration.
-    stream[:n_stream] is the conversation so far, the root last, of which the first
-    prompt_len tokens are the prompt: the copy chain found there (engine.lookup, written
-    to the scratch array chain) is always a candidate on its own path, calibrated apart
-    for copies of the prompt and of the answer itself."""
-    np.random.seed(seed)
-    chain_len, chain_match, chain_end = copy_chain(stream, n_stream, max_depth, chain)
-    chain_level = OWN_COPY_LEVEL if chain_end >= prompt_len else COPY_LEVEL
+def mcts_draft(tables, uni, calib, cost, search, conv, out):
+    """Search from the root (search.ctx_a, search.root); write the searched nodes to out
+    (node 0 is the root), best first, and return (draft size, nodes written): the draft
+    is the first nodes. The draft has at most search.max_nodes drafted nodes and
+    search.max_leaves leaves. calib[level, bucket] is the calibrated chance of acceptance
+    (engine.draft.acceptance); cost[n] the seconds to verify n tokens; search.trust
+    scales the expected accepted tokens. When the root's candidates cannot pay for any
+    tree, the search stops after expanding the root, whose children are still written
+    out for the calibration. The copy chain found in the conversation (engine.draft.
+    lookup) is always a candidate on its own path, calibrated apart for copies of the
+    prompt and of the answer itself."""
+    n_sims, max_depth, c1, c2 = search.n_sims, search.max_depth, search.c1, search.c2
+    max_nodes, trust, strong = search.max_nodes, search.trust, search.strong
+    root_tok, chain = search.root, out.chain
+    np.random.seed(search.seed)
+    chain_len, chain_match, chain_end = copy_chain(conv.tokens, conv.n, max_depth, chain)
+    chain_level = OWN_COPY_LEVEL if chain_end >= conv.prompt_len else COPY_LEVEL
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)
@@ -156,11 +199,11 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     nchild = np.zeros(M, np.int32)
     expanded = np.zeros(M, np.bool_)
     on_chain = np.zeros(M, np.bool_)
-    cand_t = np.empty(toks.shape[1] + uni_tok.shape[0], np.int32)
-    cand_p = np.empty(toks.shape[1] + uni_tok.shape[0], np.float64)
+    cand_t = np.empty(tables.toks.shape[1] + uni.tok.shape[0], np.int32)
+    cand_p = np.empty(tables.toks.shape[1] + uni.tok.shape[0], np.float64)
     path = np.empty(max_depth + 2, np.int32)
 
-    tok[0], par[0], dep[0], prior[0], pathp[0], ca[0] = root_tok, -1, 0, 1.0, 1.0, ctx_a
+    tok[0], par[0], dep[0], prior[0], pathp[0], ca[0] = root_tok, -1, 0, 1.0, 1.0, search.ctx_a
     lev[0], bkt[0] = 0, 0
     on_chain[0] = chain_len > 0
     n = 1
@@ -185,8 +228,7 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         # expansion
         if not expanded[node] and dep[node] < max_depth:
             expanded[node] = True
-            m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
-                                   strong, ca[node], tok[node], cand_t, cand_p)
+            m, level = _candidates(tables, uni, strong, ca[node], tok[node], cand_t, cand_p)
             first[node] = n
             d = dep[node]
             copy_tok = chain[d] if on_chain[node] and d < chain_len else -1
@@ -225,8 +267,7 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         for _d in range(dep[node], max_depth):
             if p_run < MIN_ROLLOUT_P:
                 break
-            m, level = _candidates(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab,
-                                   strong, a_r, b_r, cand_t, cand_p)
+            m, level = _candidates(tables, uni, strong, a_r, b_r, cand_t, cand_p)
             if m == 0:
                 break
             total = 0.0
@@ -262,7 +303,7 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
         if has_child[p]:
             leaves += 1
         has_child[p] = True
-        if leaves > max_leaves:
+        if leaves > search.max_leaves:
             break
         expect += trust * pathp[v]
         rate = expect / cost[k + 1]
@@ -275,21 +316,21 @@ def mcts_draft(keys, toks, wts, totals, bits, uni_tok, uni_p, vocab, strong, cal
     # cache cells are already in position order and nothing is evaluated again
     # (engine.verify._restore_cell_order; on a flat GPU curve that second decode
     # would cost as much as the tree).
-    n_out = min(o_tok.shape[0] - 1, cost.shape[0] - 2, order.shape[0])
+    n_out = min(out.tok.shape[0] - 1, cost.shape[0] - 2, order.shape[0])
     out_order = np.empty(n_out, np.int64)
     _depth_first(order, best_k, par, n, out_order)
     out_order[best_k:] = order[best_k:n_out]
     remap = np.full(n, -1, np.int32)
     remap[0] = 0
-    o_tok[0], o_parent[0], o_depth[0], o_pathp[0], o_level[0], o_bucket[0] = \
-        root_tok, -1, 0, 1.0, 0, 0
+    out.tok[0], out.parent[0], out.depth[0] = root_tok, -1, 0
+    out.pathp[0], out.level[0], out.bucket[0] = 1.0, 0, 0
     for i in range(n_out):
         v = out_order[i]
         remap[v] = i + 1
-        o_tok[i + 1] = tok[v]
-        o_parent[i + 1] = remap[par[v]]
-        o_depth[i + 1] = dep[v]
-        o_pathp[i + 1] = pathp[v]
-        o_level[i + 1] = lev[v]
-        o_bucket[i + 1] = bkt[v]
+        out.tok[i + 1] = tok[v]
+        out.parent[i + 1] = remap[par[v]]
+        out.depth[i + 1] = dep[v]
+        out.pathp[i + 1] = pathp[v]
+        out.level[i + 1] = lev[v]
+        out.bucket[i + 1] = bkt[v]
     return best_k + 1, n_out + 1

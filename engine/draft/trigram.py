@@ -10,13 +10,35 @@ Memory is bounded: when the table passes its load limit, the weakest rows are ev
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
 EMPTY = np.int64(-1)
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: Fibonacci hashing
+# Open addressing slows sharply as the table fills; past this share of slots a new row
+# is refused and the owner evicts the weakest half (TrigramModel.settle).
 MAX_LOAD = 0.75
 BIGRAM_SHARE = 0.5  # a learned tri-gram also teaches its bigram back-off, at this weight
+# Once the growing increment passes this, every weight is divided by it: float32
+# weights then never overflow, and the ratios the drafter reads are unchanged.
+RESCALE_AT = 1e4
+MIN_ROWS = 1024  # the smallest table (tests use tiny ones): still a few prompts' worth
+RELEARN_TAIL = 64  # after an eviction, the newest tokens are learned again (the step's own)
+
+
+class Tables(NamedTuple):
+    """The tri-gram model's state as the Numba kernels take it (TrigramModel owns it)."""
+
+    keys: np.ndarray  # int64 [slots]: the context key in each hash slot, EMPTY if free
+    toks: np.ndarray  # int32 [slots, K]: candidate next tokens, -1 if free
+    wts: np.ndarray  # float32 [slots, K]: their recency-weighted counts
+    totals: np.ndarray  # float32 [slots]: each row's weight in all
+    used: np.ndarray  # int64 [1]: rows in use
+    uni: np.ndarray  # float32 [vocab]: the unigram back-off's weights
+    bits: int  # slots = 2 ** bits
+    vocab: int
 
 
 @nb.njit(cache=True, inline="always")
@@ -39,25 +61,35 @@ def find_row(keys, bits, key):
 
 
 @nb.njit(cache=True)
-def _add(keys, toks, wts, totals, used, bits, key, tok, w):
+def _claim_row(t, key):
+    """key's row, inserted (empty) if new; -1 when the table is at its load limit."""
+    r = find_row(t.keys, t.bits, key)
+    if r >= 0:
+        return r
+    if t.used[0] >= MAX_LOAD * t.keys.shape[0]:
+        return -1
+    r = -r - 1
+    t.keys[r] = key
+    t.used[0] += 1
+    return r
+
+
+@nb.njit(cache=True)
+def _add(t, key, tok, w):
     """Add weight w to tok in key's row, inserting the row or the token if new.
     Returns False when the table is at its load limit and a new row was refused."""
-    r = find_row(keys, bits, key)
+    r = _claim_row(t, key)
     if r < 0:
-        if used[0] >= MAX_LOAD * keys.shape[0]:
-            return False
-        r = -r - 1
-        keys[r] = key
-        used[0] += 1
-    K = toks.shape[1]
+        return False
+    toks, wts, totals = t.toks, t.wts, t.totals
     weakest = 0
-    for j in range(K):
-        t = toks[r, j]
-        if t == tok:
+    for j in range(toks.shape[1]):
+        c = toks[r, j]
+        if c == tok:
             wts[r, j] += w
             totals[r] += w
             return True
-        if t == -1:
+        if c == -1:
             toks[r, j] = tok
             wts[r, j] = w
             totals[r] += w
@@ -72,7 +104,7 @@ def _add(keys, toks, wts, totals, used, bits, key, tok, w):
 
 
 @nb.njit(cache=True)
-def learn(keys, toks, wts, totals, used, bits, uni, seq, start, inc, growth, vocab):
+def learn(t, seq, start, inc, growth):
     """Learn every tri-gram of seq ending at positions start.. (and its bigram and
     unigram back-off). Returns (the increment after growth, whether rows were refused)."""
     refused = False
@@ -80,61 +112,55 @@ def learn(keys, toks, wts, totals, used, bits, uni, seq, start, inc, growth, voc
         a = np.int64(seq[i - 2])
         b = np.int64(seq[i - 1])
         c = seq[i]
-        if not _add(keys, toks, wts, totals, used, bits, (a + 1) * vocab + b, c, inc):
+        if not _add(t, (a + 1) * t.vocab + b, c, inc):
             refused = True
-        if not _add(keys, toks, wts, totals, used, bits, b, c, inc * BIGRAM_SHARE):
+        if not _add(t, b, c, inc * BIGRAM_SHARE):
             refused = True
-        uni[c] += inc
+        t.uni[c] += inc
         inc *= growth
     return inc, refused
 
 
 @nb.njit(cache=True)
-def insert_rows(keys, toks, wts, totals, used, bits, row_keys, row_toks, row_wts):
-    """Bulk-load prepared rows (the corpus prior)."""
-    K = toks.shape[1]
+def insert_rows(t, row_keys, row_toks, row_wts):
+    """Bulk-load prepared rows (the corpus prior, or the rows an eviction keeps); returns
+    how many fit under the load limit."""
     for i in range(row_keys.shape[0]):
-        r = find_row(keys, bits, row_keys[i])
+        r = _claim_row(t, row_keys[i])
         if r < 0:
-            if used[0] >= MAX_LOAD * keys.shape[0]:
-                return i
-            r = -r - 1
-            keys[r] = row_keys[i]
-            used[0] += 1
+            return i
         total = 0.0
-        for j in range(K):
-            toks[r, j] = row_toks[i, j]
-            wts[r, j] = row_wts[i, j]
+        for j in range(t.toks.shape[1]):
+            t.toks[r, j] = row_toks[i, j]
+            t.wts[r, j] = row_wts[i, j]
             if row_toks[i, j] >= 0:
                 total += row_wts[i, j]
-        totals[r] = total
+        t.totals[r] = total
     return row_keys.shape[0]
 
 
-@nb.njit(cache=True)
-def rescale(wts, totals, uni, factor):
-    wts *= factor
-    totals *= factor
-    uni *= factor
-
-
 class TrigramModel:
-    """Owner of the arrays; all hot work happens in the njit functions above."""
+    """Owner of the tables; all hot work happens in the njit functions above.
+
+    k: candidates kept per context (the tree search expands at most MAX_CHILDREN of
+    them). half_life: tokens after which an observation weighs half as much as a new
+    one (2048: about a long answer, so the model follows the conversation). The first
+    increment is online_weight; the corpus prior is loaded at a share of it."""
 
     def __init__(self, vocab: int, *, max_mb: float = 64.0, k: int = 12,
                  half_life: float = 2048.0, online_weight: float = 0.5):
         self.vocab = int(vocab)
         self.k = k
         row_bytes = 8 + k * 8 + 4  # key, K (token, weight) slots, total
-        rows = max(1024, int(max_mb * 1e6 / row_bytes))
-        self.bits = int(np.floor(np.log2(rows)))
-        n = 1 << self.bits
-        self.keys = np.full(n, EMPTY, np.int64)
-        self.toks = np.full((n, k), -1, np.int32)
-        self.wts = np.zeros((n, k), np.float32)
-        self.totals = np.zeros(n, np.float32)
-        self.used = np.zeros(1, np.int64)
-        self.uni = np.zeros(self.vocab, np.float32)
+        rows = max(MIN_ROWS, int(max_mb * 1e6 / row_bytes))
+        bits = int(np.floor(np.log2(rows)))
+        n = 1 << bits
+        self.tables = Tables(
+            keys=np.full(n, EMPTY, np.int64), toks=np.full((n, k), -1, np.int32),
+            wts=np.zeros((n, k), np.float32), totals=np.zeros(n, np.float32),
+            used=np.zeros(1, np.int64), uni=np.zeros(self.vocab, np.float32),
+            bits=bits, vocab=self.vocab,
+        )
         self.inc = float(online_weight)
         self.growth = float(2.0 ** (1.0 / half_life))
         self.evictions = 0
@@ -143,33 +169,39 @@ class TrigramModel:
 
     @property
     def n_rows(self) -> int:
-        return int(self.used[0])
+        return int(self.tables.used[0])
 
     @property
     def size_mb(self) -> float:
-        arrays = (self.keys, self.toks, self.wts, self.totals, self.uni)
-        return sum(a.nbytes for a in arrays) / 1e6
-
-    # -- keys -------------------------------------------------------------------------
-
-    def key(self, a: int, b: int) -> int:
-        return (a + 1) * self.vocab + b
+        t = self.tables
+        return sum(a.nbytes for a in (t.keys, t.toks, t.wts, t.totals, t.uni)) / 1e6
 
     def row(self, a: int, b: int) -> dict[int, float]:
         """One context's candidates as {token: weight} (tests, debugging)."""
-        r = find_row(self.keys, self.bits, self.key(a, b))
+        t = self.tables
+        r = find_row(t.keys, t.bits, (a + 1) * self.vocab + b)
         if r < 0:
             return {}
-        return {int(t): float(w) for t, w in zip(self.toks[r], self.wts[r], strict=True) if t >= 0}
+        return {int(c): float(w) for c, w in zip(t.toks[r], t.wts[r], strict=True) if c >= 0}
+
+    # -- state ------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple:
+        t = self.tables
+        return (t.keys.copy(), t.toks.copy(), t.wts.copy(), t.totals.copy(), t.used.copy(),
+                t.uni.copy(), self.inc)
+
+    def restore(self, snap: tuple) -> None:
+        *arrays, self.inc = snap
+        for dst, src in zip(self.tables[:6], arrays, strict=True):
+            dst[...] = src
 
     # -- learning ---------------------------------------------------------------------
 
     def learn(self, seq: np.ndarray, start: int = 2) -> None:
         """Learn the tri-grams of seq that end at index start or later."""
         seq = np.ascontiguousarray(seq, dtype=np.int32)
-        inc, refused = learn(self.keys, self.toks, self.wts, self.totals, self.used,
-                             self.bits, self.uni, seq, start, self.inc, self.growth,
-                             self.vocab)
+        inc, refused = learn(self.tables, seq, start, self.inc, self.growth)
         self.settle(inc, refused, seq)
 
     def settle(self, inc: float, refused: bool, seq: np.ndarray) -> None:
@@ -177,28 +209,31 @@ class TrigramModel:
         growing increment finite, and when rows were refused for lack of room, evict the
         weakest and learn the newest part of seq again."""
         self.inc = float(inc)
-        if self.inc > 1e4:
-            rescale(self.wts, self.totals, self.uni, np.float32(1.0 / self.inc))
+        if self.inc > RESCALE_AT:
+            factor = np.float32(1.0 / self.inc)
+            t = self.tables
+            t.wts[...] *= factor
+            t.totals[...] *= factor
+            t.uni[...] *= factor
             self.inc = 1.0
         if refused:
             self.evict()
-            learn(self.keys, self.toks, self.wts, self.totals, self.used, self.bits,
-                  self.uni, seq[max(0, len(seq) - 64):], 2, self.inc, 1.0, self.vocab)
+            learn(self.tables, seq[max(0, len(seq) - RELEARN_TAIL):], 2, self.inc, 1.0)
 
     def evict(self, keep: float = 0.5) -> None:
         """Drop the weakest rows (by recency-weighted mass) so the table stays bounded."""
-        live = np.flatnonzero(self.keys != EMPTY)
+        t = self.tables
+        live = np.flatnonzero(t.keys != EMPTY)
         n_keep = int(len(live) * keep)
-        order = np.argsort(self.totals[live])[::-1][:n_keep]
+        order = np.argsort(t.totals[live])[::-1][:n_keep]
         rows = live[order]
-        row_keys, row_toks, row_wts = self.keys[rows], self.toks[rows], self.wts[rows]
-        self.keys[:] = EMPTY
-        self.toks[:] = -1
-        self.wts[:] = 0
-        self.totals[:] = 0
-        self.used[0] = 0
-        insert_rows(self.keys, self.toks, self.wts, self.totals, self.used, self.bits,
-                    row_keys, row_toks, row_wts)
+        row_keys, row_toks, row_wts = t.keys[rows], t.toks[rows], t.wts[rows]
+        t.keys[:] = EMPTY
+        t.toks[:] = -1
+        t.wts[:] = 0
+        t.totals[:] = 0
+        t.used[0] = 0
+        insert_rows(t, row_keys, row_toks, row_wts)
         self.evictions += 1
 
     def load_rows(self, row_keys: np.ndarray, row_toks: np.ndarray, row_wts: np.ndarray,
@@ -207,11 +242,10 @@ class TrigramModel:
         if mass != 1.0:
             row_wts = row_wts * np.float32(mass)
             unigram = unigram * np.float32(mass)
-        n = insert_rows(self.keys, self.toks, self.wts, self.totals, self.used, self.bits,
-                        row_keys, row_toks, row_wts)
+        n = insert_rows(self.tables, row_keys, row_toks, row_wts)
         if n < len(row_keys):  # the prior alone is larger than the cap: keep the strongest
             self.evict(keep=0.6)
-        self.uni[: len(unigram)] += unigram
+        self.tables.uni[: len(unigram)] += unigram
 
 
 def prior_rows(tokens: np.ndarray, vocab: int, k: int
