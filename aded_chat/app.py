@@ -37,10 +37,11 @@ from aded_chat.screens.help import HelpScreen
 from aded_chat.screens.models import ModelPickerScreen
 from aded_chat.screens.settings import SettingsScreen
 from aded_chat.screens.text_prompt import TextPromptScreen
-from aded_chat.store import UNTITLED, Conversation, Store, StoreError
-from aded_chat.widgets.message import MessageView, stats_summary
+from aded_chat.stats_text import bar_text, summary_text
+from aded_chat.store import TITLE_MAX, Conversation, Store, StoreError, clean_title
+from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
-from aded_chat.widgets.stats_bar import StatsBar, format_stats
+from aded_chat.widgets.stats_bar import StatsBar
 
 # UI updates while streaming: at most four a second. Re-rendering the growing Markdown
 # costs CPU that llama.cpp feels even on a core of its own (on a 2-vCPU machine the app
@@ -48,7 +49,6 @@ from aded_chat.widgets.stats_bar import StatsBar, format_stats
 # one; BENCHMARKS.md).
 STREAM_INTERVAL_S = 0.25
 SAVE_INTERVAL_S = 2.0  # a streaming answer is saved at least this often
-MAX_TITLE = 40
 
 
 class ModelLoaded(UIMessage):
@@ -211,7 +211,7 @@ class ChatApp(App):
             state = "ready (drafter loading)"
         else:
             state = "ready"
-        self._bar(format_stats(self.last_stats, self.backend_label, state))
+        self._bar(bar_text(self.last_stats, self.backend_label, state))
 
     # -- conversations ----------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class ChatApp(App):
         def done(title: str | None) -> None:
             if title:
                 if not self._saved(self.store.update_conversation, self.conv.id,
-                                   title=title[:80]):
+                                   title=clean_title(title)):
                     return
                 self.conv = self.store.conversation(self.conv.id)
                 self.sub_title = self.conv.title
@@ -339,12 +339,10 @@ class ChatApp(App):
         if mid is None:  # not saved: nothing sent, the text stays where it was typed
             return
         self.query_one(PromptInput).clear()
-        if self.conv.title == UNTITLED:
-            title = " ".join(text.split())[:MAX_TITLE] or UNTITLED
-            if self._saved(self.store.update_conversation, self.conv.id, title=title):
-                self.conv = self.store.conversation(self.conv.id)
-                self.sub_title = title
-                self._refresh_sidebar()
+        if self._saved(self.store.name_after, self.conv.id, text):
+            self.conv = self.store.conversation(self.conv.id)
+            self.sub_title = self.conv.title
+            self._refresh_sidebar()
         await self.query_one("#log").mount(MessageView("user", text, message_id=mid))
         await self._answer()
 
@@ -444,7 +442,7 @@ class ChatApp(App):
         if self._streaming is not None and msg.text:
             await self._streaming.append(msg.text)
         if msg.stats is not None:
-            self._bar(format_stats(msg.stats, self.backend_label, "streaming"))
+            self._bar(bar_text(msg.stats, self.backend_label, "streaming"))
 
     def on_notice(self, msg: Notice) -> None:
         self.notify(msg.text, severity=msg.severity, timeout=15)
@@ -581,7 +579,7 @@ class ChatApp(App):
         an existing file (a numbered name instead) and never through a symbolic link."""
         out = data_dir() / "exports"
         out.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^\w.-]+", "-", self.conv.title).strip("-")[:40] or "chat"
+        safe = re.sub(r"[^\w.-]+", "-", self.conv.title).strip("-")[:TITLE_MAX] or "chat"
         lines = [f"# {self.conv.title}", ""]
         if self.conv.system_prompt:
             lines += [f"_System: {self.conv.system_prompt}_", ""]
@@ -589,7 +587,7 @@ class ChatApp(App):
             who = "You" if m.role == "user" else "Assistant"
             lines += [f"## {who}", "", m.content, ""]
             if m.role == "assistant" and m.stats:
-                lines += [f"<sub>{stats_summary(m.stats)}</sub>", ""]
+                lines += [f"<sub>{summary_text(m.stats)}</sub>", ""]
         data = "\n".join(lines).encode("utf-8")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         for n in range(1, 1000):
@@ -614,7 +612,7 @@ class ChatApp(App):
 
     def action_show_stats(self) -> None:
         answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
-        self.notify(stats_summary(answers[-1].stats) if answers else "No answer yet.",
+        self.notify(summary_text(answers[-1].stats) if answers else "No answer yet.",
                     title="Last answer", timeout=10)
 
     def action_help(self) -> None:

@@ -19,9 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from aded_chat.engine import Message, SamplingSettings, projected_speedup, read_cost_curve
+from aded_chat.engine import (
+    Message,
+    SamplingSettings,
+    common_prefix,
+    projected_speedup,
+    read_cost_curve,
+)
 from aded_chat.errors import UsageError
 from aded_chat.runtime import open_model
+from aded_chat.stats_text import speedup
 
 METHODS = ("plain", "pld", "aded")
 PLD_DRAFT_TOKENS = 2  # llama-cpp-python's docs: 10 suits a GPU, 2 a CPU-only machine
@@ -71,10 +78,9 @@ def geomean(xs: list[float]) -> float:
 
 
 def first_divergence(a: list[int], b: list[int]) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
+    """Where two answers' tokens first differ; None when they are the same."""
+    d = common_prefix(a, b)
+    return None if d == len(a) == len(b) else d
 
 
 class PromptLookup:
@@ -319,7 +325,7 @@ def _row_line(row: dict, methods: list[str]) -> str:
             parts.append(f"{m} failed: {r['error']}")
             continue
         same = "=" if r["identical_to_plain"] else f"≠@{r['divergence_index']}"
-        parts.append(f"{m} {r['tokens_per_s']:6.1f} ({r['speedup']:.2f}x {same})")
+        parts.append(f"{m} {r['tokens_per_s']:6.1f} ({speedup(r['speedup'])} {same})")
         if m == "aded":
             parts.append(f"acc {r['accepted_tokens']}/{r['drafted_tokens']}")
     return " | ".join(parts)
@@ -334,7 +340,7 @@ def format_report(report: dict, methods: list[str]) -> str:
         cells = [r["id"], r["category"], f"{r['plain']['tokens_per_s']:.1f}"]
         for m in spec:
             cells.append("failed" if "error" in r[m] else
-                         f"{r[m]['tokens_per_s']:.1f} ({r[m]['speedup']:.2f}x)")
+                         f"{r[m]['tokens_per_s']:.1f} ({speedup(r[m]['speedup'])})")
         a = r.get("aded")
         cells.append(f"{a['accepted_tokens']}/{a['drafted_tokens']}" if a else "-")
         same = [m for m in spec if r[m].get("identical_to_plain")]
@@ -347,11 +353,11 @@ def format_report(report: dict, methods: list[str]) -> str:
     cats = list(dict.fromkeys(c for m in spec for c in g[m])) if spec else []
     for c in cats:
         lines.append(f"| {c} | " + " | ".join(
-            f"{g[m][c]:.2f}x" if c in g[m] else "failed" for m in spec) + " |")
+            speedup(g[m][c]) if c in g[m] else "failed" for m in spec) + " |")
     extra = []
     if "plain_vs_llama_cpp_python" in report:
         extra.append(f"plain vs llama-cpp-python create_chat_completion (first prompt): "
-                     f"{report['plain_vs_llama_cpp_python']:.2f}x, same text: "
+                     f"{speedup(report['plain_vs_llama_cpp_python'])}, same text: "
                      f"{report['llama_cpp_python_plain_same_text']}")
     if "aded_identical_rate" in report:
         extra.append(f"aded identical to plain: {100 * report['aded_identical_rate']:.0f}% | "
@@ -364,6 +370,6 @@ def format_report(report: dict, methods: list[str]) -> str:
             f"PROJECTED on the cost curve {report['cost_curve']} (not measured: this run's "
             f"steps replayed on that curve): {report['tokens_per_step']:.2f} tok/step, "
             f"acceptance {100 * report['aded_acceptance']:.0f}%, speedup "
-            + ", ".join(f"{c} {v:.2f}x" for c, v in proj.items()))
+            + ", ".join(f"{c} {speedup(v)}" for c, v in proj.items()))
     extra.append(f"ready in {report['ready_seconds']:.2f} s")
     return "\n".join(lines + [""] + extra)

@@ -15,6 +15,7 @@ from aded_chat import __version__
 from aded_chat.config import ConfigError, check_config, load_config
 from aded_chat.engine import KV_CACHE_TYPES, EngineError, SettingsError, check_sampling
 from aded_chat.errors import UsageError
+from aded_chat.stats_text import ask_line
 
 EXIT_USAGE = 2
 EXIT_OUTPUT = 1  # stdout closed or full, as `echo hi >/dev/full` exits
@@ -166,22 +167,8 @@ def cmd_ask(cfg, args) -> int:
     else:
         _out("\n")
         if stats is not None:
-            sys.stderr.write(_stats_line(stats, session.info.offload) + "\n")
+            sys.stderr.write(ask_line(stats, session.info.offload) + "\n")
     return EXIT_INTERRUPTED if interrupted else 0
-
-
-def _stats_line(stats, backend: str) -> str:
-    line = (f"prompt {stats.prompt_tokens} tok ({stats.prompt_evaluated} evaluated, "
-            f"{stats.prompt_tokens_per_s:.0f} tok/s) | generated {stats.tokens} tok, "
-            f"{stats.tokens_per_s:.1f} tok/s")
-    if stats.speculative:
-        line += (f" | {stats.tokens_per_step:.2f} tok/step, "
-                 f"accepted {stats.accepted}/{stats.drafted} drafted")
-    if stats.fallback:
-        line += f" | plain: {stats.fallback}"
-    if stats.dropped_turns:
-        line += f" | dropped {stats.dropped_turns} old turns"
-    return line + f" | {backend} | {stats.finish_reason}"
 
 
 def cmd_models(cfg, args) -> int:

@@ -60,6 +60,12 @@ SCHEMA = {
 }
 BUSY_TIMEOUT_S = 5.0  # how long to wait for another process's write lock
 UNTITLED = "New chat"  # a conversation's title until its first message names it
+TITLE_MAX = 60  # characters: about what the sidebar shows, and a sane file name
+
+
+def clean_title(text: str) -> str:
+    """A title from any text: one line, single spaces, at most TITLE_MAX characters."""
+    return " ".join(text.split())[:TITLE_MAX]
 
 
 class StoreError(Exception):
@@ -251,6 +257,15 @@ class Store:
             (title if title is not None else conv.title,
              system_prompt if system_prompt is not None else conv.system_prompt,
              json.dumps(settings if settings is not None else conv.settings), time.time(), cid))
+
+    def name_after(self, cid: int, text: str) -> bool:
+        """Title an untitled conversation after its first message; True when it did."""
+        title = clean_title(text)
+        if not title:
+            return False
+        cur = self._write("UPDATE conversations SET title = ? WHERE id = ? AND title = ?",
+                          (title, cid, UNTITLED))
+        return cur.rowcount > 0
 
     def delete_conversation(self, cid: int) -> None:
         self._write("DELETE FROM conversations WHERE id = ?", (cid,))

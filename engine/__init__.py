@@ -16,6 +16,7 @@ Nothing here imports a UI; the app in aded_chat/ is built on top (docs/DESIGN.md
 from .decode.session import ChatSession, Chunk
 from .decode.stats import AnswerStats, StepStats, projected_speedup
 from .draft.cost import CostCurveError, CostModel
+from .draft.lookup import common_prefix
 from .errors import ContextOverflowError, DecodeError, EngineError, ModelLoadError
 from .limits import SettingsError, check_load, check_sampling
 from .llama.backend import KV_CACHE_TYPES, BackendInfo, default_threads
@@ -29,6 +30,6 @@ __all__ = [
     "ContextOverflowError", "CostCurveError", "CostModel", "DecodeError", "EngineError",
     "Message", "ModelEntry", "ModelLoadError", "SamplingSettings", "SessionOptions",
     "SettingsError", "StepStats", "TemplateRenderError", "check_load", "check_sampling",
-    "default_threads", "embedded_model_path", "list_models", "open_session",
+    "common_prefix", "default_threads", "embedded_model_path", "list_models", "open_session",
     "projected_speedup", "read_cost_curve", "resolve_model",
 ]

@@ -6,21 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Markdown, Static
 
-
-def stats_summary(stats: dict | None) -> str:
-    """A one-line summary of an answer's stored stats (tooltip, stats key)."""
-    if not stats:
-        return "no stats"
-    parts = [f"{stats.get('tokens', 0)} tokens", f"{stats.get('tokens_per_s', 0):.1f} tok/s"]
-    if stats.get("speculative"):
-        parts.append(f"{stats.get('tokens_per_step', 0):.2f} tok/step")
-        parts.append(f"accepted {stats.get('accepted', 0)}/{stats.get('drafted', 0)}")
-    if stats.get("speedup"):
-        parts.append(f"{stats['speedup']:.2f}x vs plain")
-    parts.append(f"prompt {stats.get('prompt_tokens', 0)} tok")
-    if stats.get("finish_reason"):
-        parts.append(stats["finish_reason"])
-    return " | ".join(parts)
+from aded_chat.stats_text import summary_text
 
 
 class MessageView(Vertical):
@@ -63,7 +49,7 @@ class MessageView(Vertical):
     def _refresh_meta(self) -> None:
         self.set_class(self.status == "stopped", "stopped")
         if self.role == "assistant":
-            self.tooltip = stats_summary(self.stats)
+            self.tooltip = summary_text(self.stats)
 
     @property
     def body(self) -> Markdown:

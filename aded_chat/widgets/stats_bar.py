@@ -1,33 +1,10 @@
-"""The live bar: decode speed, acceptance, tree size, speedup over plain, backend."""
+"""The live bar: its text (aded_chat.stats_text.bar_text) and a sparkline of recent rates."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
-
-from aded_chat.engine import AnswerStats
-
-
-def format_stats(stats: AnswerStats | None, backend: str, state: str = "") -> str:
-    if stats is None:
-        return f"{state or 'ready'} | {backend}"
-    # What a person watches first comes first: a narrow terminal cuts the end.
-    parts = [f"{stats.tokens_per_s:.1f} tok/s"]
-    if stats.speculative:
-        parts.append(f"{stats.tokens_per_step:.2f} tok/step")
-        parts.append(f"accept {100 * stats.acceptance_rate:.0f}%")
-        parts.append(f"tree {stats.tree_nodes_last}")
-    else:
-        parts.append("plain" + (f" ({stats.fallback})" if stats.fallback else ""))
-    if stats.speedup:
-        parts.append(f"{stats.speedup:.2f}x vs plain")
-    if stats.prompt_tokens_per_s:
-        parts.append(f"prompt {stats.prompt_tokens_per_s:.0f} tok/s")
-    parts.append(backend)
-    if state:
-        parts.insert(0, state)
-    return " | ".join(parts)
 
 
 class StatsBar(Horizontal):

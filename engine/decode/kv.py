@@ -8,21 +8,11 @@ sequences for the tree's branches and hands back sequence 0 with the kept branch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from ..draft.lookup import common_prefix
 from ..draft.tree import DraftTree
 from ..llama.backend import LlamaBackend
 from ..llama.sampling import Sampler
 from .verify import Verified, verify_tree
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens two sequences share."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class KvCache:

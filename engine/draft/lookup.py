@@ -61,6 +61,13 @@ def match_bucket(m, agrees):
     return g + 5 if agrees else g
 
 
+def common_prefix(a, b) -> int:
+    """How many leading tokens two token sequences (lists or arrays) share."""
+    k = min(len(a), len(b))
+    diff = np.flatnonzero(np.asarray(a[:k]) != np.asarray(b[:k]))
+    return int(diff[0]) if len(diff) else k
+
+
 class TokenStream:
     """The conversation's tokens in a growing int32 array (prompt, then every verified
     token), so the copy lookup runs in Numba without converting a list per step."""
@@ -100,6 +107,4 @@ class TokenStream:
             self.extend(history[self.n:])
 
     def common_prefix(self, tokens: np.ndarray) -> int:
-        k = min(self.n, len(tokens))
-        diff = np.flatnonzero(self.buf[:k] != tokens[:k])
-        return int(diff[0]) if len(diff) else k
+        return common_prefix(self.tokens, tokens)

@@ -203,9 +203,14 @@ class LlamaBackend:
             n_gpu_layers = 999 if gpu_offload_supported() else 0
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
-        # No repacked/AMX weight buffers: llama.cpp 0.3.36's AMX matmul segfaults on this
-        # machine's Sapphire Rapids CPU, and repacked layouts switch kernels between one
-        # token and a batch, which makes verification logits drift from plain decoding.
+        # No repacked weights (llama.cpp's CPU "extra buffer types", AMX among them), on
+        # every CPU: they switch kernels between one token and a batch, so a tree's
+        # logits would drift from plain decoding's, which speculation must not do. Also
+        # seen (BENCHMARKS.md): with the llama.cpp that llama-cpp-python 0.3.36 vendors,
+        # the AMX path segfaulted on batches of a few dozen tokens on an Intel Sapphire
+        # Rapids vCPU, in llama-cpp-python's own `Llama` too. Without them an AMD EPYC and
+        # that Xeon measured the same decode speed (within 0.5 ms a step), so the setting
+        # does not depend on the CPU. GPU layers are unaffected.
         mparams.use_extra_bufts = False
         interrupted = threading.Event()
 

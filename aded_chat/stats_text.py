@@ -1,0 +1,82 @@
+"""Answer figures as text, for every place that shows them: the live bar, a message's
+tooltip and export, `ask`'s stats line and the bench's rows. One wording and one number
+format per figure, whichever surface shows it.
+
+Figures read a stats dict: AnswerStats.as_dict(), or the one stored with a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from aded_chat.engine import AnswerStats
+
+
+def rate(tokens_per_s: float) -> str:
+    return f"{tokens_per_s:.1f} tok/s"
+
+
+def speedup(ratio: float) -> str:
+    return f"{ratio:.2f}x"
+
+
+def _spec(d: dict) -> bool:
+    return bool(d.get("speculative"))
+
+
+FIGURES: dict[str, Callable[[dict], str | None]] = {
+    "tokens": lambda d: f"{d.get('tokens', 0)} tokens",
+    "rate": lambda d: rate(d.get("tokens_per_s", 0.0)),
+    "generated": lambda d: f"generated {d.get('tokens', 0)} tok, "
+                           f"{rate(d.get('tokens_per_s', 0.0))}",
+    "per_step": lambda d: f"{d.get('tokens_per_step', 0):.2f} tok/step" if _spec(d) else None,
+    "acceptance": lambda d: (f"accept {100 * d.get('acceptance_rate', 0):.0f}%"
+                             if _spec(d) else None),
+    "accepted": lambda d: (f"accepted {d.get('accepted', 0)}/{d.get('drafted', 0)}"
+                           if _spec(d) else None),
+    "tree": lambda d: f"tree {d.get('tree_nodes_last', 0)}" if _spec(d) else None,
+    "plain": lambda d: None if _spec(d) else "plain" + (
+        f" ({d['fallback']})" if d.get("fallback") else ""),
+    "fallback": lambda d: f"plain: {d['fallback']}" if d.get("fallback") else None,
+    "speedup": lambda d: (f"{speedup(d['speedup'])} vs plain" if d.get("speedup")
+                          else None),
+    "prompt_rate": lambda d: (f"prompt {d['prompt_tokens_per_s']:.0f} tok/s"
+                              if d.get("prompt_tokens_per_s") else None),
+    "prompt_tokens": lambda d: f"prompt {d.get('prompt_tokens', 0)} tok",
+    "prompt": lambda d: (f"prompt {d.get('prompt_tokens', 0)} tok "
+                         f"({d.get('prompt_evaluated', 0)} evaluated, "
+                         f"{d.get('prompt_tokens_per_s', 0):.0f} tok/s)"),
+    "dropped": lambda d: (f"dropped {d['dropped_turns']} old turns"
+                          if d.get("dropped_turns") else None),
+    "finish": lambda d: d.get("finish_reason") or None,
+}
+
+# What each surface shows, most watched first (a narrow terminal cuts the end).
+BAR = ("rate", "per_step", "acceptance", "tree", "plain", "speedup", "prompt_rate")
+SUMMARY = ("tokens", "rate", "per_step", "accepted", "speedup", "prompt_tokens", "finish")
+ASK = ("prompt", "generated", "per_step", "accepted", "fallback", "dropped")
+
+
+def describe(stats: dict | AnswerStats | None, figures: Sequence[str]) -> list[str]:
+    """The named figures that apply to these stats, as text, in order."""
+    if stats is None:
+        return []
+    d = stats.as_dict() if isinstance(stats, AnswerStats) else stats
+    return [t for t in (FIGURES[f](d) for f in figures) if t]
+
+
+def bar_text(stats: AnswerStats | None, backend: str, state: str = "") -> str:
+    """The live stats bar: the state, the figures, where the model runs."""
+    if stats is None:
+        return f"{state or 'ready'} | {backend}"
+    return " | ".join(([state] if state else []) + describe(stats, BAR) + [backend])
+
+
+def summary_text(stats: dict | None) -> str:
+    """One line for a stored answer (tooltip, export, the stats key)."""
+    return " | ".join(describe(stats, SUMMARY)) if stats else "no stats"
+
+
+def ask_line(stats: AnswerStats, backend: str) -> str:
+    """`ask`'s line on stderr after the answer."""
+    return " | ".join(describe(stats, ASK) + [backend, stats.finish_reason])
