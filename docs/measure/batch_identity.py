@@ -8,7 +8,7 @@ BF16 or Q8_0 KV cache, they agree everywhere.
 
 usage (from the repository root):
   .venv/bin/python docs/measure/batch_identity.py [THREADS [KV_TYPE [MODEL [BATCH]]]]
-  KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0 (engine.backend.KV_CACHE_TYPES)
+  KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0 (engine.llama.backend.KV_CACHE_TYPES)
 """
 
 import sys

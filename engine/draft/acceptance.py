@@ -1,5 +1,5 @@
 """How often drafts of a given estimated probability are accepted: the other half of the
-cost-aware budget (engine.cost is the first). With both, the drafter keeps the tree size
+cost-aware budget (engine.draft.cost is the first). With both, the drafter keeps the tree size
 (zero included) that maximises expected tokens per second.
 
 The calibration learns from the whole searched tree, not only from what was verified:

@@ -1,5 +1,5 @@
 """What verifying n tokens costs on this model and machine: measured at load, cached per
-model file, threads and GPU layers, refined online. With engine.acceptance it lets the
+model file, threads and GPU layers, refined online. With engine.draft.acceptance it lets the
 drafter keep the tree size (zero included) that maximises expected tokens per second, so
 the same engine drafts little on a compute-bound CPU and much on a GPU where a batch
 costs about one token. No Numba here: the app measures this before the drafter loads.
@@ -22,7 +22,7 @@ from .tree import MAX_TREE
 # cover at most 8 tokens, so a GPU's curve can step up at 9; a table kept point by point
 # lets the drafter stop just before such a cliff instead of averaging it into a line.
 PROBE_SIZES = (1, 2, 3, 4, 6, 8, 9, 12, 16, 24, 32, 48, MAX_TREE)
-# The most tokens one verification step can yield: engine.aded drafts at most 8 deep,
+# The most tokens one verification step can yield: engine.draft.aded drafts at most 8 deep,
 # and the model adds its own token after the last accepted one.
 STEP_TOKENS_MAX = 9
 # The built-in GPU-like curve (`--cost-curve flat`): every batch up to MAX_TREE costs

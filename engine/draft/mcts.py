@@ -21,7 +21,7 @@ from .lookup import copy_chain, match_bucket
 from .trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
-# back-off, 3: the unigram back-off, 4: a copy chain (engine.lookup) from the prompt,
+# back-off, 3: the unigram back-off, 4: a copy chain (engine.draft.lookup) from the prompt,
 # 5: a copy chain from the answer being written (the model repeating itself), both
 # bucketed by how many tokens of context the match covers and whether the tri-gram
 # agrees. Calibration is kept per level: a context seen once says "100%" far more often
@@ -314,7 +314,7 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     # draft goes out depth first, the better child first, so its likeliest branch is the
     # batch's first entries: when the model keeps that branch (the common case), its
     # cache cells are already in position order and nothing is evaluated again
-    # (engine.verify._restore_cell_order; on a flat GPU curve that second decode
+    # (engine.decode.verify._restore_cell_order; on a flat GPU curve that second decode
     # would cost as much as the tree).
     n_out = min(out.tok.shape[0] - 1, cost.shape[0] - 2, order.shape[0])
     out_order = np.empty(n_out, np.int64)
