@@ -1,7 +1,10 @@
-"""`aded-chat bench`: plain, llama-cpp-python prompt lookup (pld) and ADED on one loaded
-model in one process, methods interleaved prompt by prompt, median of --repeat runs.
+"""`aded-chat bench`: plain, llama-cpp-python prompt lookup (pld), ADED and llama.cpp's
+own draft-free modes (llama-server:MODE) on one model, methods interleaved prompt by
+prompt, median of --repeat runs.
 
-Speedups are ratios measured in the same run, because this machine is noisy.
+Speedups are ratios measured in the same run, because this machine is noisy: ADED's
+and pld's against plain, each llama-server mode's against llama-server:none (the same
+program without speculation), and llama-server:none's against plain.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from aded_chat.engine import (
     read_cost_curve,
 )
 from aded_chat.errors import UsageError
+from aded_chat.llama_server import PREFIX, LlamaServer, PeerError, find_binary, modes_of
 from aded_chat.runtime import open_model
 from aded_chat.stats_text import speedup
 
 METHODS = ("plain", "pld", "aded")
+SERVER_PLAIN = PREFIX + "none"
 PLD_DRAFT_TOKENS = 2  # llama-cpp-python's docs: 10 suits a GPU, 2 a CPU-only machine
 
 
@@ -162,9 +167,85 @@ def median_run(runs: list[dict]) -> dict:
     return out
 
 
+def _start_servers(binary: str | None, methods: list[str], info
+                   ) -> tuple[dict[str, LlamaServer], dict[str, str]]:
+    """One llama-server per llama-server:MODE method; those that fail to start are
+    reported on every row (the run goes on without them)."""
+    servers: dict[str, LlamaServer] = {}
+    down: dict[str, str] = {}
+    for m in methods:
+        if m.startswith(PREFIX):
+            servers[m] = LlamaServer(binary, m[len(PREFIX):], info)
+            try:
+                servers[m].start()
+            except PeerError as exc:
+                down[m] = str(exc)
+                print(f"# {exc}", file=sys.stderr)
+    return servers, down
+
+
+def _baseline(m: str) -> str:
+    """The method a method's speedup is measured against, in the same program."""
+    return SERVER_PLAIN if m.startswith(PREFIX) and m != SERVER_PLAIN else "plain"
+
+
+def _bench_prompt(p: dict, methods: list[str], session, settings, curve, hl,
+                  servers: dict[str, LlamaServer], down: dict[str, str], repeat: int
+                  ) -> dict:
+    """One prompt: every method --repeat times, interleaved; its median row."""
+    msgs = p["messages"]
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    failed = dict(down)  # a peer that failed on this prompt: reported, the run goes on
+    learned = session.drafter_state()
+    for _ in range(max(1, repeat)):
+        for m in methods:
+            if m == "plain":
+                runs[m].append(run_session(session, msgs, settings, speculative=False))
+            elif m == "aded":
+                session.restore_drafter(learned)
+                runs[m].append(run_session(session, msgs, settings, speculative=True,
+                                           foreign_cost=curve))
+            elif m not in failed:
+                try:
+                    if m in servers:
+                        runs[m].append(servers[m].answer(msgs, settings))
+                    else:
+                        runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
+                except Exception as exc:  # the peer's own failure, not a reason to stop
+                    failed[m] = (str(exc) if isinstance(exc, PeerError)
+                                 else f"{type(exc).__name__}: {exc}")[:200]
+    row = {"id": p["id"], "category": p["category"]}
+    medians = {m: median_run(runs[m]) for m in methods if m not in failed}
+    for m in methods:
+        base = _baseline(m)
+        if m in failed or (m != "plain" and base not in medians):
+            row[m] = {"error": failed.get(m) or f"its baseline {base} failed"}
+            continue
+        r = medians[m]
+        if m != "plain":
+            ref = medians[base]
+            if "token_ids" in r:
+                d = first_divergence(ref["token_ids"], r["token_ids"])
+            else:
+                d = first_divergence(session.tokenize(ref["text"]), session.tokenize(r["text"]))
+            r["identical_to_plain"] = d is None
+            if d is not None:
+                r["divergence_index"] = d
+                if base == "plain":  # the plain logits' top-2 gap where they part
+                    gaps: list[float] = []
+                    run_session(session, msgs, settings, speculative=False, gaps=gaps)
+                    # token d was drawn at step d-1's root (token 0 at the prompt)
+                    r["divergence_logit_gap"] = gaps[d - 1] if 0 < d <= len(gaps) else None
+            r["speedup"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref["tokens_per_s"] else 0
+        row[m] = r
+    for r in medians.values():
+        r.pop("token_ids", None)
+    return row
+
+
 def run_bench(cfg, args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and not m.startswith(PREFIX)]
     if unknown or not methods:
         raise UsageError(f"unknown method {unknown[0] if unknown else '(none)'}; "
                          f"choose from {','.join(METHODS)}")
@@ -174,6 +255,11 @@ def run_bench(cfg, args) -> int:
             raise UsageError(f"{flag} must be at least 1")
     if "plain" not in methods:
         methods.insert(0, "plain")  # every speedup is a ratio to plain in the same run
+    binary = None
+    if modes_of(methods):
+        binary = find_binary(args.llama_server)
+        if SERVER_PLAIN not in methods:  # each mode's own plain, in the same program
+            methods.insert(1, SERVER_PLAIN)
     prompts = load_prompts(Path(args.prompts) if args.prompts else default_prompts())
     if args.per_category:
         seen: dict[str, int] = {}
@@ -192,10 +278,16 @@ def run_bench(cfg, args) -> int:
 
     curve = read_cost_curve(args.cost_curve)
     t0 = time.perf_counter()
-    session = open_model(cfg, model=args.model, verbose=args.verbose, cost_curve=curve)
+    # a bench starts from the corpus prior (or --drafter-state), never from what earlier
+    # chats taught the drafter, and leaves the app's learned file alone
+    session = open_model(cfg, model=args.model, verbose=args.verbose, cost_curve=curve,
+                         remember=False)
     ready_s = time.perf_counter() - t0
     if "aded" in methods and not session.speculator_ready:
         raise UsageError(session.speculator_error or "the ADED drafter is not available")
+    if args.drafter_state and not session.load_drafter(Path(args.drafter_state)):
+        raise UsageError(f"--drafter-state {args.drafter_state}: not a drafter state for "
+                         f"this model (missing, damaged or another vocabulary)")
     info = session.info
     hl = None
     if "pld" in methods:
@@ -204,55 +296,26 @@ def run_bench(cfg, args) -> int:
           f"ready in {ready_s:.2f} s",
           file=sys.stderr)
 
-    results = []
-    for p in prompts:
-        msgs = p["messages"]
-        runs: dict[str, list[dict]] = {m: [] for m in methods}
-        failed: dict[str, str] = {}  # a peer that failed on this prompt: reported, run goes on
-        learned = session.drafter_state()
-        for _ in range(max(1, args.repeat)):
-            for m in methods:
-                if m == "plain":
-                    runs[m].append(run_session(session, msgs, settings, speculative=False))
-                elif m == "aded":
-                    session.restore_drafter(learned)
-                    runs[m].append(run_session(session, msgs, settings, speculative=True,
-                                               foreign_cost=curve))
-                elif m not in failed:
-                    try:
-                        runs[m].append(PromptLookup.run(hl.pld, msgs, settings))
-                    except Exception as exc:  # the peer's own bug, not a reason to stop
-                        failed[m] = f"{type(exc).__name__}: {exc}"[:200]
-        row = {"id": p["id"], "category": p["category"]}
-        plain = median_run(runs["plain"])
-        for m in methods:
-            if m in failed:
-                row[m] = {"error": failed[m]}
-                continue
-            r = median_run(runs[m])
-            if m != "plain":
-                if "token_ids" in r:
-                    d = first_divergence(plain["token_ids"], r["token_ids"])
-                else:
-                    d = first_divergence(session.tokenize(plain["text"]),
-                                         session.tokenize(r["text"]))
-                r["identical_to_plain"] = d is None
-                if d is not None:
-                    r["divergence_index"] = d
-                    gaps: list[float] = []
-                    run_session(session, msgs, settings, speculative=False, gaps=gaps)
-                    # token d was drawn at step d-1's root (token 0 at the prompt)
-                    r["divergence_logit_gap"] = gaps[d - 1] if 0 < d <= len(gaps) else None
-                r["speedup"] = r["tokens_per_s"] / plain["tokens_per_s"]
-            r.pop("token_ids", None)
-            row[m] = r
-        if hl is not None and not results:  # once, as a reference for our plain decoding
-            try:
-                row["llama_cpp_python_plain"] = PromptLookup.run(hl.plain, msgs, settings)
-            except Exception as exc:  # reported beside the table, never the end of the run
-                print(f"# llama-cpp-python reference failed: {exc}"[:200], file=sys.stderr)
-        results.append(row)
-        print(_row_line(row, methods), file=sys.stderr)
+    servers, down = _start_servers(binary, methods, info)
+    try:
+        results = []
+        for p in prompts:
+            row = _bench_prompt(p, methods, session, settings, curve, hl, servers, down,
+                                args.repeat)
+            if hl is not None and not results:  # once, a reference for our plain decoding
+                try:
+                    row["llama_cpp_python_plain"] = PromptLookup.run(hl.plain, p["messages"],
+                                                                     settings)
+                except Exception as exc:  # reported beside the table, never the end
+                    print(f"# llama-cpp-python reference failed: {exc}"[:200],
+                          file=sys.stderr)
+            results.append(row)
+            print(_row_line(row, methods), file=sys.stderr)
+    finally:
+        for srv in servers.values():
+            srv.close()
+    if args.save_drafter_state and not session.save_drafter(Path(args.save_drafter_state)):
+        print(f"# could not write {args.save_drafter_state}", file=sys.stderr)
 
     report = {
         "model": info.model_path, "model_desc": info.model_desc, "backend": info.offload,
@@ -326,7 +389,7 @@ def _row_line(row: dict, methods: list[str]) -> str:
             continue
         same = "=" if r["identical_to_plain"] else f"≠@{r['divergence_index']}"
         parts.append(f"{m} {r['tokens_per_s']:6.1f} ({speedup(r['speedup'])} {same})")
-        if m == "aded":
+        if "drafted_tokens" in r:
             parts.append(f"acc {r['accepted_tokens']}/{r['drafted_tokens']}")
     return " | ".join(parts)
 
@@ -355,6 +418,9 @@ def format_report(report: dict, methods: list[str]) -> str:
         lines.append(f"| {c} | " + " | ".join(
             speedup(g[m][c]) if c in g[m] else "failed" for m in spec) + " |")
     extra = []
+    if any(m.startswith(PREFIX) for m in spec):
+        extra.append(f"llama-server modes: speedup and identity against {SERVER_PLAIN} "
+                     f"(the same program without speculation); {SERVER_PLAIN} against plain")
     if "plain_vs_llama_cpp_python" in report:
         extra.append(f"plain vs llama-cpp-python create_chat_completion (first prompt): "
                      f"{speedup(report['plain_vs_llama_cpp_python'])}, same text: "

@@ -76,7 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="compare plain, prompt-lookup and ADED decoding")
     _model_flags(bench, sub=True)
     bench.add_argument("--prompts", metavar="FILE.jsonl", help="prompt set (default: shipped)")
-    bench.add_argument("--methods", default="plain,pld,aded")
+    bench.add_argument("--methods", default="plain,pld,aded", help="comma-separated: plain, "
+                       "pld (llama-cpp-python's prompt lookup), aded, and llama.cpp's own "
+                       "modes as llama-server:MODE (ngram-simple, ngram-map-k, ngram-map-k4v, "
+                       "ngram-mod, ngram-cache)")
+    bench.add_argument("--drafter-state", metavar="FILE", help="start ADED from what an "
+                       "earlier run learned (written by --save-drafter-state)")
+    bench.add_argument("--save-drafter-state", metavar="FILE", help="write what ADED "
+                       "learned during this run (a second run starts from it)")
+    bench.add_argument("--llama-server", metavar="PATH", help="the llama-server binary for "
+                       "llama-server:* methods (default: on PATH, else the one "
+                       "docs/measure/build_llama_server.sh built)")
     bench.add_argument("--max-tokens", type=int, default=256)
     bench.add_argument("--temperature", type=float, default=0.0)
     bench.add_argument("--repeat", type=int, default=1, help="runs per prompt (median)")
