@@ -48,6 +48,7 @@ class Config:
     threads: int = 0  # llama.cpp CPU threads; 0 = one per core up to 8 (the app: one fewer)
     kv_cache: str = "f16"  # the KV cache's number type: f16, q8_0 or bf16
     speculative: bool = True
+    learn_across_runs: bool = True  # the drafter keeps what it learned, per model
     theme: str = "textual-dark"
     system_prompt: str = "You are a helpful assistant."
     generation: SamplingSettings = field(default_factory=SamplingSettings)
@@ -128,6 +129,8 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # answers then equal plain decoding's token for token
 #                                 # (prefill is slower)
 # speculative = true
+# learn_across_runs = true        # the drafter keeps what it learned from answers, per
+#                                 # model, under the user cache dir (drafts improve with use)
 # theme = "textual-dark"
 # system_prompt = "You are a helpful assistant."
 

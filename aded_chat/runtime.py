@@ -25,14 +25,18 @@ def open_model(
     wait_for_drafter: bool = True,
     reserve_core: bool = False,
     cost_curve: CostModel | None = None,
+    remember: bool = True,
 ) -> ChatSession:
     """Load the configured model (or `model`: a path or a name in the models folder) and,
     unless drafter is off, its ADED drafter. reserve_core leaves a core to the UI when
-    the config does not set threads; cost_curve replaces this machine's measured one."""
+    the config does not set threads; cost_curve replaces this machine's measured one.
+    remember (with the config's learn_across_runs) keeps what the drafter learns in the
+    cache folder, per model, and starts from it next time."""
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     return open_session(path, SessionOptions(
         n_ctx=cfg.n_ctx, n_gpu_layers=cfg.gpu_layers, threads=cfg.threads or None,
         reserve_core=reserve_core, kv_cache=cfg.kv_cache, verbose=verbose, drafter=drafter,
         wait_for_drafter=wait_for_drafter, cost_curve=cost_curve, corpus=corpus_files(),
         cache_dir=cache_dir(),
+        learned_dir=cache_dir() / "learned" if remember and cfg.learn_across_runs else None,
     ))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .decode.session import ChatSession
 from .draft.cost import CostModel, load_or_measure
+from .draft.memory import learned_path
 from .llama.backend import LlamaBackend
 
 
@@ -28,6 +29,7 @@ class SessionOptions:
     cost_curve: CostModel | None = None  # another machine's curve (read_cost_curve)
     corpus: tuple[Path, ...] = ()  # text files whose tri-grams are the drafter's prior
     cache_dir: Path | None = None  # the prior and the measured curve, per model file
+    learned_dir: Path | None = None  # what the drafter learned, kept across runs (None: not)
 
 
 def read_cost_curve(spec: str | None) -> CostModel | None:
@@ -52,8 +54,11 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
         def build():
             from .draft.aded import AdedSpeculator  # imports Numba: keep it off the start
 
-            return AdedSpeculator.for_backend(backend, list(o.corpus), o.cache_dir, cost=cost)
+            return AdedSpeculator.for_backend(backend, list(o.corpus), o.cache_dir, cost=cost,
+                                              learned=learned)
 
+        learned = learned_path(o.learned_dir, model) if o.learned_dir is not None else None
+        session.remember_drafter_in(learned)
         session.load_speculator(build)
         if o.wait_for_drafter:
             session.wait_for_speculator()

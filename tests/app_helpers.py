@@ -10,7 +10,10 @@ from aded_chat.config import Config
 from aded_chat.store import Store
 from aded_chat.widgets.prompt_input import PromptInput
 
-CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_tokens=48))
+# Each test module starts from the corpus prior, not from what another module taught the
+# drafter (tests/test_memory.py turns learn_across_runs on for itself).
+CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_tokens=48),
+             learn_across_runs=False)
 
 
 def make_app(db: Path, session, **kw) -> ChatApp:

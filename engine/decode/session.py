@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ..draft.cost import CostModel
@@ -31,6 +32,9 @@ PLAIN_WINDOW = 64  # one-token steps behind the plain rate
 # from plain decoding measured in BENCHMARKS.md were at gaps of 0.002-0.16.
 TIE_GAP = 0.25
 PLAIN_MIN_STEPS = 8
+# What the drafter learned is written after an answer at most this often (and at close):
+# a crash loses at most this much learning, and answers do not each pay for a write.
+SAVE_EVERY_S = 120.0
 
 
 class Speculator(Protocol):
@@ -95,6 +99,9 @@ class ChatSession:
         # Wall time of recent one-token steps (plain decoding, or ADED choosing not to
         # draft): the measured plain rate that the speedup figure compares against.
         self._plain_steps: deque[float] = deque(maxlen=PLAIN_WINDOW)
+        self._learned_path: Path | None = None
+        self._learned_saved = time.monotonic()
+        self._learned_dirty = False
 
     # -- what is loaded ---------------------------------------------------------------
 
@@ -160,6 +167,35 @@ class ChatSession:
         if state is not None and self.speculator_ready:
             self._speculator.restore(state)
 
+    def remember_drafter_in(self, path: Path | None) -> None:
+        """Keep what the drafter learns in this file (engine.draft.memory): after an
+        answer at most every SAVE_EVERY_S, and when the session closes."""
+        self._learned_path = path
+
+    def save_drafter(self, path: Path | None = None) -> bool:
+        """Write what the drafter has learned (to `path`, else the remembered file);
+        False when there is nothing to write or the file cannot be written."""
+        path = path or self._learned_path
+        if path is None or not self.speculator_ready:
+            return False
+        from ..draft.memory import save_learned
+
+        try:
+            save_learned(self._speculator, path)
+        except OSError:
+            return False
+        self._learned_saved, self._learned_dirty = time.monotonic(), False
+        return True
+
+    def load_drafter(self, path: Path) -> bool:
+        """Replace what the drafter knows with a saved state; False when the file is
+        missing, damaged or from another model's vocabulary (nothing changes then)."""
+        if not self.speculator_ready:
+            return False
+        from ..draft.memory import load_learned
+
+        return load_learned(self._speculator, path)
+
     @property
     def drafter_table_mb(self) -> float:
         return self._speculator.table_mb if self.speculator_ready else 0.0
@@ -177,9 +213,12 @@ class ChatSession:
         return 1.0 / statistics.median(self._plain_steps)
 
     def close(self) -> None:
-        """Free the model, after the drafter's loader (which may be tokenizing) is done."""
+        """Keep what the drafter learned, then free the model (after the drafter's loader,
+        which may be tokenizing, is done)."""
         if self._loader is not None:
             self._loader.join()
+        if self._learned_dirty:
+            self.save_drafter()
         self._backend.close()
 
     # -- prompt -----------------------------------------------------------------------
@@ -337,6 +376,9 @@ class ChatSession:
         stats.plain_tokens_per_s = self.plain_tokens_per_s
         if ans.spec is not None:
             stats.trigram_mb = ans.spec.table_mb
+            self._learned_dirty = True
+            if time.monotonic() - self._learned_saved >= SAVE_EVERY_S:
+                self.save_drafter()
         ans.sampler.close()
 
     def answer(self, messages: Sequence[Message], settings: SamplingSettings = DEFAULT_SETTINGS,

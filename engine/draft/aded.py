@@ -21,6 +21,7 @@ from .acceptance import AcceptanceModel, observe_tree
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
 from .mcts import Conversation, Search, SearchOut, Unigrams, mcts_draft
+from .memory import load_learned
 from .tree import DraftTree
 from .trigram import TrigramModel, prior_rows
 from .trigram import learn as learn_trigrams
@@ -115,9 +116,11 @@ class AdedSpeculator:
 
     @classmethod
     def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
-                    cost: CostModel | None = None, **kw) -> AdedSpeculator:
-        """The drafter for this model: cached or measured costs, the corpus prior, and
-        Numba's compiled code loaded. Uses the backend's tokenizer, never its context,
+                    cost: CostModel | None = None, learned: Path | None = None,
+                    **kw) -> AdedSpeculator:
+        """The drafter for this model: cached or measured costs, the corpus prior (or,
+        from `learned`, what an earlier run learned on top of it), and Numba's compiled
+        code loaded. Uses the backend's tokenizer, never its context,
         when `cost` is given, so it can run beside a generation."""
         if cost is None:
             cost = load_or_measure(backend, cache)
@@ -129,6 +132,8 @@ class AdedSpeculator:
         spec.model.load_rows(keys, toks, wts, uni, mass=PRIOR_MASS * spec.model.inc)
         spec._refresh_unigram()
         spec.warm_up()
+        if learned is not None and load_learned(spec, learned):
+            spec._refresh_unigram()
         return spec
 
     def warm_up(self) -> None:
@@ -148,6 +153,13 @@ class AdedSpeculator:
             self._searched = 0
             self._predicted = self._realised = TRUST_PRIOR
             self._refresh_unigram()
+
+    def trust_state(self) -> tuple[float, float]:
+        """(predicted, realised) accepted tokens of recent drafts, decayed."""
+        return self._predicted, self._realised
+
+    def set_trust_state(self, predicted: float, realised: float) -> None:
+        self._predicted, self._realised = max(predicted, 1e-6), max(realised, 0.0)
 
     @property
     def trust(self) -> float:

@@ -196,6 +196,27 @@ class TrigramModel:
         for dst, src in zip(self.tables[:6], arrays, strict=True):
             dst[...] = src
 
+    def live_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows in use as (keys, toks, wts), strongest first: what is worth keeping."""
+        t = self.tables
+        live = np.flatnonzero(t.keys != EMPTY)
+        live = live[np.argsort(-t.totals[live], kind="stable")]
+        return t.keys[live], t.toks[live], t.wts[live]
+
+    def replace_rows(self, row_keys: np.ndarray, row_toks: np.ndarray, row_wts: np.ndarray,
+                     unigram: np.ndarray, inc: float) -> None:
+        """Forget everything and hold these rows (strongest first: a smaller table keeps
+        the strongest), this unigram and this increment."""
+        t = self.tables
+        t.keys[:] = EMPTY
+        t.toks[:] = -1
+        t.wts[:] = 0
+        t.totals[:] = 0
+        t.used[0] = 0
+        insert_rows(t, row_keys, row_toks, row_wts)
+        t.uni[:] = unigram
+        self.inc = float(inc)
+
     # -- learning ---------------------------------------------------------------------
 
     def learn(self, seq: np.ndarray, start: int = 2) -> None:
