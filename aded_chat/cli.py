@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from aded_chat import __version__
 from aded_chat.config import ConfigError, check_config, load_config
-from aded_chat.engine import KV_CACHE_TYPES, EngineError, SettingsError, check_sampling
+from aded_chat.engine import KV_CACHE_CHOICES, EngineError, SettingsError, check_sampling
 from aded_chat.errors import UsageError
 from aded_chat.stats_text import ask_line
 
@@ -40,9 +40,10 @@ def _model_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens", **kw)
     p.add_argument("--threads", type=int, metavar="N",
                    help="llama.cpp CPU threads (default: config, else one per core)", **kw)
-    p.add_argument("--kv-cache", choices=tuple(KV_CACHE_TYPES), metavar="TYPE",
-                   help="KV cache number type: f16 (default), q8_0 or bf16; with q8_0 or "
-                   "bf16 a CPU computes a batch exactly as one token (slower prefill)", **kw)
+    p.add_argument("--kv-cache", choices=KV_CACHE_CHOICES, metavar="TYPE",
+                   help="KV cache number type: auto (default: q8_0 on a CPU, where greedy "
+                   "answers then equal plain decoding's exactly; f16 on a GPU), f16, q8_0 "
+                   "or bf16", **kw)
     p.add_argument("--cost-curve", metavar="FILE", help="draft as on another machine: a "
                    "JSON verification cost curve (seconds per batch size, as `bench --json` "
                    "writes it) or 'flat' (a GPU-like curve); replaces this machine's", **kw)

@@ -19,14 +19,14 @@ from .draft.cost import CostCurveError, CostModel
 from .draft.lookup import common_prefix
 from .errors import ContextOverflowError, DecodeError, EngineError, ModelLoadError
 from .limits import SettingsError, check_load, check_sampling
-from .llama.backend import KV_CACHE_TYPES, BackendInfo, default_threads
+from .llama.backend import KV_CACHE_CHOICES, BackendInfo, default_threads
 from .llama.models import ModelEntry, embedded_model_path, list_models, resolve_model
 from .llama.sampling import SEED_MAX, SamplingSettings
 from .llama.template import Message, TemplateRenderError
 from .loader import SessionOptions, open_session, read_cost_curve
 
 __all__ = [
-    "KV_CACHE_TYPES", "SEED_MAX", "AnswerStats", "BackendInfo", "ChatSession", "Chunk",
+    "KV_CACHE_CHOICES", "SEED_MAX", "AnswerStats", "BackendInfo", "ChatSession", "Chunk",
     "ContextOverflowError", "CostCurveError", "CostModel", "DecodeError", "EngineError",
     "Message", "ModelEntry", "ModelLoadError", "SamplingSettings", "SessionOptions",
     "SettingsError", "StepStats", "TemplateRenderError", "check_load", "check_sampling",

@@ -22,7 +22,7 @@ class SessionOptions:
     n_gpu_layers: int | None = None  # None: every layer when llama.cpp can offload
     threads: int | None = None  # None: engine.llama.backend.default_threads
     reserve_core: bool = False  # the default leaves a core to a UI beside the model
-    kv_cache: str = "f16"
+    kv_cache: str = "auto"  # engine.llama.backend.KV_CACHE_CHOICES
     verbose: bool = False  # llama.cpp's log on stderr
     drafter: bool = True  # ADED; False: plain decoding only
     wait_for_drafter: bool = True  # False: return once the model is loaded

@@ -17,13 +17,12 @@ import time
 
 import numpy as np
 from aded_chat.engine import (
-    KV_CACHE_TYPES,
     ChatSession,
     Message,
     SamplingSettings,
     embedded_model_path,
 )
-from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.backend import KV_CACHE_TYPES, LlamaBackend
 
 from aded_chat.bench import default_prompts
 

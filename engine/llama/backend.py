@@ -169,6 +169,17 @@ class BackendInfo:
 # default; with q8_0 or bf16 the CPU's flash attention never splits a single token's
 # sum across threads, so a batch is computed exactly as one token is (BENCHMARKS.md).
 KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
+# "auto": q8_0 where the model runs on the CPU (greedy answers then equal plain
+# decoding's at any thread count, for about 0-11% slower prompt evaluation and a KL of
+# 2-3e-3 nats a token against F16: BENCHMARKS.md), f16 where it is offloaded to a GPU
+# (whose batch kernels differ from one token's whatever the cache type).
+KV_CACHE_CHOICES = ("auto", *KV_CACHE_TYPES)
+
+
+def resolve_kv_cache(kv_cache: str, n_gpu_layers: int) -> str:
+    if kv_cache == "auto":
+        return "q8_0" if n_gpu_layers == 0 else "f16"
+    return kv_cache
 
 
 class LlamaBackend:
@@ -203,6 +214,7 @@ class LlamaBackend:
             n_gpu_layers = 999 if gpu_offload_supported() else 0
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = int(n_gpu_layers)
+        kv_cache = resolve_kv_cache(kv_cache, int(n_gpu_layers))
         # No repacked weights (llama.cpp's CPU "extra buffer types", AMX among them), on
         # every CPU: they switch kernels between one token and a batch, so a tree's
         # logits would drift from plain decoding's, which speculation must not do. Also
