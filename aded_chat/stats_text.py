@@ -38,8 +38,9 @@ FIGURES: dict[str, Callable[[dict], str | None]] = {
     "plain": lambda d: None if _spec(d) else "plain" + (
         f" ({d['fallback']})" if d.get("fallback") else ""),
     "fallback": lambda d: f"plain: {d['fallback']}" if d.get("fallback") else None,
+    # "—" when there is no sound plain rate yet (the first answers of a session)
     "speedup": lambda d: (f"{speedup(d['speedup'])} vs plain" if d.get("speedup")
-                          else None),
+                          else "— vs plain" if _spec(d) else None),
     "prompt_rate": lambda d: (f"prompt {d['prompt_tokens_per_s']:.0f} tok/s"
                               if d.get("prompt_tokens_per_s") else None),
     "prompt_tokens": lambda d: f"prompt {d.get('prompt_tokens', 0)} tok",

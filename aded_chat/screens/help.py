@@ -14,6 +14,21 @@ EXTRA_KEYS = [
 ]
 
 
+FIGURES_HELP = [
+    "## The stats bar",
+    "",
+    "- **tok/s**: answer tokens after the first, over the wall time from the first token "
+    "to the last (prompt evaluation excluded: it is the `prompt` figure).",
+    "- **tok/step**: tokens each verification step added (1.00 is plain decoding).",
+    "- **accept**: drafted tokens the model agreed with, over all drafted.",
+    "- **tree**: draft tokens verified in the last step (0: ADED chose not to draft).",
+    "- **vs plain**: tok/s over plain decoding's rate on the same model and threads: "
+    "the median `llama_decode` time of this answer's own one-token steps when it has "
+    "eight, else the session's recent plain steps; `—` until there are any. An answer "
+    "that drafted nothing reads about 1.00x.",
+]
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape,f1,q", "dismiss", "Close")]
     DEFAULT_CSS = """
@@ -30,6 +45,6 @@ class HelpScreen(ModalScreen[None]):
         lines = ["# aded-chat keys", "", "| key | action |", "|---|---|"]
         lines += [f"| `{k}` | {d} |" for k, d in self.rows]
         lines += ["", "Hover an answer (or press `ctrl+t`) to see its speed and acceptance.",
-                  "", "Press `escape` to close."]
+                  "", *FIGURES_HELP, "", "Press `escape` to close."]
         with VerticalScroll():
             yield Markdown("\n".join(lines))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+OWN_PLAIN_MIN = 8  # one-token steps of an answer that make its own plain rate
+
 
 @dataclass
 class StepStats:
@@ -43,14 +45,18 @@ class AnswerStats:
     dropped_turns: int = 0
     seed: int | None = None
     trigram_mb: float = 0.0
-    plain_tokens_per_s: float | None = None  # calibrated plain rate, for the speedup figure
+    plain_tokens_per_s: float | None = None  # the session's recent plain rate (fallback)
     tree_nodes_last: int = 0
+    # llama_decode seconds of this answer's own one-token steps (ADED choosing not to
+    # draft): a plain rate at this answer's thread count and context length
+    plain_step_s: list[float] = field(default_factory=list, repr=False)
 
     def snapshot(self) -> AnswerStats:
         """A copy that later steps do not change (for another thread to read)."""
         return replace(self, host_s_per_step=list(self.host_s_per_step),
                        host_cpu_s_per_step=list(self.host_cpu_s_per_step),
-                       batches_per_step=list(self.batches_per_step))
+                       batches_per_step=list(self.batches_per_step),
+                       plain_step_s=list(self.plain_step_s))
 
     def add_step(self, step: StepStats) -> None:
         self.steps += 1
@@ -63,6 +69,8 @@ class AnswerStats:
         self.host_cpu_s_per_step.append(step.host_cpu_s)
         self.batches_per_step.append((step.drafted + 1, step.redecoded))
         self.tree_nodes_last = step.drafted
+        if step.drafted == 0:
+            self.plain_step_s.append(step.decode_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -92,16 +100,30 @@ class AnswerStats:
         return _median_ms(self.host_cpu_s_per_step)
 
     @property
+    def plain_rate(self) -> float | None:
+        """What plain decoding makes here, like for like: from this answer's own
+        one-token steps when it has OWN_PLAIN_MIN of them, else the session's recent
+        plain steps (same model and threads), else unknown."""
+        if len(self.plain_step_s) >= OWN_PLAIN_MIN:
+            return 1.0 / _median(self.plain_step_s)
+        return self.plain_tokens_per_s
+
+    @property
     def speedup(self) -> float | None:
-        if not self.plain_tokens_per_s or not self.tokens_per_s:
+        """This answer's rate over plain decoding's; None without a sound plain rate.
+        An answer that drafted nothing was plain decoding plus the search that chose not
+        to draft: it reads about 1.00x, a little under by what that search cost."""
+        plain = self.plain_rate
+        if not self.speculative or not plain or not self.tokens_per_s or not self.steps:
             return None
-        return self.tokens_per_s / self.plain_tokens_per_s
+        return self.tokens_per_s / plain
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d.pop("host_s_per_step")
         d.pop("host_cpu_s_per_step")
         d.pop("batches_per_step")
+        d.pop("plain_step_s")
         d.update(
             tokens_per_s=self.tokens_per_s,
             prompt_tokens_per_s=self.prompt_tokens_per_s,
@@ -128,6 +150,10 @@ def projected_speedup(stats: AnswerStats, curve) -> float | None:
     return stats.tokens_per_step * float(cost[1]) / (verify + host)
 
 
-def _median_ms(seconds: list[float]) -> float:
+def _median(seconds: list[float]) -> float:
     xs = sorted(seconds)
-    return 1000.0 * xs[len(xs) // 2] if xs else 0.0
+    return xs[len(xs) // 2] if xs else 0.0
+
+
+def _median_ms(seconds: list[float]) -> float:
+    return 1000.0 * _median(seconds)
