@@ -207,6 +207,13 @@ class TrigramModel:
                      unigram: np.ndarray, inc: float) -> None:
         """Forget everything and hold these rows (strongest first: a smaller table keeps
         the strongest), this unigram and this increment."""
+        self._refill(row_keys, row_toks, row_wts)
+        self.tables.uni[:] = unigram
+        self.inc = float(inc)
+
+    def _refill(self, row_keys: np.ndarray, row_toks: np.ndarray, row_wts: np.ndarray
+                ) -> None:
+        """Empty the table, then insert these rows in order (as many as fit)."""
         t = self.tables
         t.keys[:] = EMPTY
         t.toks[:] = -1
@@ -214,8 +221,6 @@ class TrigramModel:
         t.totals[:] = 0
         t.used[0] = 0
         insert_rows(t, row_keys, row_toks, row_wts)
-        t.uni[:] = unigram
-        self.inc = float(inc)
 
     # -- learning ---------------------------------------------------------------------
 
@@ -248,13 +253,7 @@ class TrigramModel:
         n_keep = int(len(live) * keep)
         order = np.argsort(t.totals[live])[::-1][:n_keep]
         rows = live[order]
-        row_keys, row_toks, row_wts = t.keys[rows], t.toks[rows], t.wts[rows]
-        t.keys[:] = EMPTY
-        t.toks[:] = -1
-        t.wts[:] = 0
-        t.totals[:] = 0
-        t.used[0] = 0
-        insert_rows(t, row_keys, row_toks, row_wts)
+        self._refill(t.keys[rows], t.toks[rows], t.wts[rows])
         self.evictions += 1
 
     def load_rows(self, row_keys: np.ndarray, row_toks: np.ndarray, row_wts: np.ndarray,
