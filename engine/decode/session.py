@@ -48,6 +48,8 @@ class Speculator(Protocol):
 
     def snapshot(self) -> object: ...
     def restore(self, state: object) -> None: ...
+    def save_learned(self, path: Path) -> None: ...
+    def load_learned(self, path: Path) -> bool: ...
     @property
     def table_mb(self) -> float: ...
 
@@ -178,10 +180,8 @@ class ChatSession:
         path = path or self._learned_path
         if path is None or not self.speculator_ready:
             return False
-        from ..draft.memory import save_learned
-
         try:
-            save_learned(self._speculator, path)
+            self._speculator.save_learned(path)
         except OSError:
             return False
         self._learned_saved, self._learned_dirty = time.monotonic(), False
@@ -190,11 +190,7 @@ class ChatSession:
     def load_drafter(self, path: Path) -> bool:
         """Replace what the drafter knows with a saved state; False when the file is
         missing, damaged or from another model's vocabulary (nothing changes then)."""
-        if not self.speculator_ready:
-            return False
-        from ..draft.memory import load_learned
-
-        return load_learned(self._speculator, path)
+        return self.speculator_ready and self._speculator.load_learned(path)
 
     @property
     def drafter_table_mb(self) -> float:

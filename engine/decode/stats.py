@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 OWN_PLAIN_MIN = 8  # one-token steps of an answer that make its own plain rate
 
@@ -119,11 +119,8 @@ class AnswerStats:
         return self.tokens_per_s / plain
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("host_s_per_step")
-        d.pop("host_cpu_s_per_step")
-        d.pop("batches_per_step")
-        d.pop("plain_step_s")
+        # the per-step lists (repr=False) stay out: they are for the bench, not storage
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
         d.update(
             tokens_per_s=self.tokens_per_s,
             prompt_tokens_per_s=self.prompt_tokens_per_s,

@@ -17,11 +17,11 @@ import numpy as np
 
 from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
+from . import memory
 from .acceptance import AcceptanceModel, observe_tree
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
 from .mcts import Conversation, Search, SearchOut, Unigrams, mcts_draft
-from .memory import load_learned
 from .tree import DraftTree
 from .trigram import TrigramModel, prior_rows
 from .trigram import learn as learn_trigrams
@@ -132,8 +132,8 @@ class AdedSpeculator:
         spec.model.load_rows(keys, toks, wts, uni, mass=PRIOR_MASS * spec.model.inc)
         spec._refresh_unigram()
         spec.warm_up()
-        if learned is not None and load_learned(spec, learned):
-            spec._refresh_unigram()
+        if learned is not None:
+            spec.load_learned(learned)
         return spec
 
     def warm_up(self) -> None:
@@ -153,6 +153,18 @@ class AdedSpeculator:
             self._searched = 0
             self._predicted = self._realised = TRUST_PRIOR
             self._refresh_unigram()
+
+    def save_learned(self, path: Path) -> None:
+        """Keep what this drafter learned in a file (engine.draft.memory)."""
+        memory.save_learned(self, path)
+
+    def load_learned(self, path: Path) -> bool:
+        """Start from what a saved drafter learned; False (nothing changed) when the file
+        is missing, damaged or another model's."""
+        if not memory.load_learned(self, path):
+            return False
+        self._refresh_unigram()
+        return True
 
     def trust_state(self) -> tuple[float, float]:
         """(predicted, realised) accepted tokens of recent drafts, decayed."""
