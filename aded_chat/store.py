@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -51,12 +52,32 @@ MIGRATIONS = [
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     """,
+    # 2: full-text search over every message, kept in step by triggers (existing rows
+    # indexed here), and what produced each answer: model identity, settings, seed
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61');
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+        VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+        VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END;
+    INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+    ALTER TABLE messages ADD COLUMN provenance TEXT;
+    """,
 ]
 # The columns the code reads, by table: a database at our version without them is not ours.
 SCHEMA = {
     "conversations": {"id", "title", "system_prompt", "settings", "created", "updated"},
     "messages": {"id", "conversation_id", "role", "content", "model", "stats", "status",
-                 "created"},
+                 "created", "provenance"},
 }
 BUSY_TIMEOUT_S = 5.0  # how long to wait for another process's write lock
 UNTITLED = "New chat"  # a conversation's title until its first message names it
@@ -97,6 +118,23 @@ class StoredMessage:
     model: str | None
     stats: dict | None
     status: str  # done | streaming | stopped
+    provenance: dict | None = None  # model identity, sampling settings, seed (answers)
+    created: float = 0.0
+
+
+@dataclass
+class SearchHit:
+    """A message that matches a search, with where it lives and a highlighted snippet."""
+
+    message_id: int
+    conversation_id: int
+    title: str
+    role: str
+    created: float
+    snippet: str  # the match between HIT_START and HIT_END markers
+
+
+HIT_START, HIT_END = "\x02", "\x03"  # around each match in a snippet: never in typed text
 
 
 class Store:
@@ -273,35 +311,70 @@ class Store:
     # -- messages ---------------------------------------------------------------------
 
     def add_message(self, cid: int, role: str, content: str, *, model: str | None = None,
-                    stats: dict | None = None, status: str = "done") -> int:
+                    stats: dict | None = None, status: str = "done",
+                    provenance: dict | None = None) -> int:
         now = time.time()
         with self._lock:
             cur = self._write(
                 "INSERT INTO messages(conversation_id, role, content, model, stats, status, "
-                "created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (cid, role, content, model, json.dumps(stats) if stats else None, status, now))
+                "created, provenance) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cid, role, content, model, json.dumps(stats) if stats else None, status, now,
+                 json.dumps(provenance) if provenance else None))
             self._write("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
         return cur.lastrowid
 
     def update_message(self, mid: int, content: str, *, stats: dict | None = None,
-                       status: str | None = None) -> None:
+                       status: str | None = None, provenance: dict | None = None) -> None:
         """Save a message's newer text. Text is never replaced by less of it: a save
         that would shorten what is stored keeps the stored text (and takes the rest)."""
         self._write(
             "UPDATE messages SET content = CASE WHEN length(content) > length(?1) THEN "
-            "content ELSE ?1 END, stats = COALESCE(?2, stats), status = COALESCE(?3, status) "
-            "WHERE id = ?4",
-            (content, json.dumps(stats) if stats else None, status, mid))
+            "content ELSE ?1 END, stats = COALESCE(?2, stats), status = COALESCE(?3, status), "
+            "provenance = COALESCE(?4, provenance) WHERE id = ?5",
+            (content, json.dumps(stats) if stats else None, status,
+             json.dumps(provenance) if provenance else None, mid))
+
+    def message(self, mid: int) -> StoredMessage | None:
+        rows = self._read("SELECT conversation_id FROM messages WHERE id = ?", (mid,))
+        if not rows:
+            return None
+        return next((m for m in self.messages(rows[0][0]) if m.id == mid), None)
 
     def delete_message(self, mid: int) -> None:
         self._write("DELETE FROM messages WHERE id = ?", (mid,))
 
     def messages(self, cid: int) -> list[StoredMessage]:
         rows = self._read(
-            "SELECT id, role, content, model, stats, status FROM messages "
+            "SELECT id, role, content, model, stats, status, provenance, created FROM messages "
             "WHERE conversation_id = ? ORDER BY id", (cid,))
-        return [StoredMessage(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5])
+        return [StoredMessage(r[0], r[1], r[2], r[3], _json(r[4]), r[5], _json(r[6]), r[7])
                 for r in rows]
+
+    # -- search -----------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages matching every word of `query` (prefixes too: `tok` finds `tokens`),
+        best match first. Words are taken literally: FTS5's query syntax is never
+        exposed, so quotes, `-` or `AND` in what a person types cannot make it fail."""
+        words = _WORD.findall(query)
+        if not words:
+            return []
+        match = " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+        rows = self._read(
+            "SELECT m.id, m.conversation_id, c.title, m.role, m.created, "
+            f"snippet(messages_fts, 0, '{HIT_START}', '{HIT_END}', '…', 12) "
+            "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts), m.id DESC LIMIT ?",
+            (match, limit))
+        return [SearchHit(*r) for r in rows]
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _json(text: str | None) -> dict | None:
+    return json.loads(text) if text else None
 
 
 def _conversation(r: tuple) -> Conversation:
