@@ -17,7 +17,13 @@ from .decode.session import ChatSession, Chunk
 from .decode.stats import AnswerStats, StepStats, projected_speedup
 from .draft.cost import CostCurveError, CostModel
 from .draft.lookup import common_prefix
-from .errors import ContextOverflowError, DecodeError, EngineError, ModelLoadError
+from .errors import (
+    ContextOverflowError,
+    DecodeError,
+    EngineError,
+    ModelLoadError,
+    PrefillCancelled,
+)
 from .limits import SettingsError, check_load, check_sampling
 from .llama.backend import KV_CACHE_CHOICES, BackendInfo, default_threads
 from .llama.models import ModelEntry, embedded_model_path, list_models, resolve_model
@@ -28,8 +34,8 @@ from .loader import SessionOptions, open_session, read_cost_curve
 __all__ = [
     "KV_CACHE_CHOICES", "SEED_MAX", "AnswerStats", "BackendInfo", "ChatSession", "Chunk",
     "ContextOverflowError", "CostCurveError", "CostModel", "DecodeError", "EngineError",
-    "Message", "ModelEntry", "ModelLoadError", "SamplingSettings", "SessionOptions",
-    "SettingsError", "StepStats", "TemplateRenderError", "check_load", "check_sampling",
-    "common_prefix", "default_threads", "embedded_model_path", "list_models", "open_session",
-    "projected_speedup", "read_cost_curve", "resolve_model",
+    "Message", "ModelEntry", "ModelLoadError", "PrefillCancelled", "SamplingSettings",
+    "SessionOptions", "SettingsError", "StepStats", "TemplateRenderError", "check_load",
+    "check_sampling", "common_prefix", "default_threads", "embedded_model_path", "list_models",
+    "open_session", "projected_speedup", "read_cost_curve", "resolve_model",
 ]

@@ -16,5 +16,10 @@ class ContextOverflowError(EngineError):
     """The prompt cannot fit the context window even after dropping old turns."""
 
 
+class PrefillCancelled(EngineError):
+    """The prompt's evaluation was stopped before the answer began (what was evaluated
+    stays in the cache for the next try)."""
+
+
 class DecodeError(EngineError):
     """llama_decode failed (out of KV cache slots or a backend error)."""

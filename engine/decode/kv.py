@@ -8,8 +8,11 @@ sequences for the tree's branches and hands back sequence 0 with the kept branch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..draft.lookup import common_prefix
 from ..draft.tree import DraftTree
+from ..errors import PrefillCancelled
 from ..llama.backend import LlamaBackend
 from ..llama.sampling import Sampler
 from .verify import Verified, verify_tree
@@ -28,22 +31,36 @@ class KvCache:
         """Positions left in the context."""
         return self._backend.n_ctx - len(self.tokens)
 
-    def bring_to(self, prompt: list[int]) -> int:
+    def bring_to(self, prompt: list[int],
+                 progress: Callable[[int, int], None] | None = None) -> int:
         """Hold `prompt`, evaluating only what is new; returns that count. The logits of
-        the prompt's last token are the backend's last output. A failed or interrupted
+        the prompt's last token are the backend's last output. progress(done, total) is
+        called between chunks of a long evaluation and may raise PrefillCancelled: the
+        chunks already evaluated stay (a retry reuses them). A failed or interrupted
         evaluation leaves the cache empty rather than unknown."""
         reuse = common_prefix(self.tokens, prompt)
         if reuse == len(prompt):
             reuse -= 1  # the last token must be evaluated to get its logits
+        todo = len(prompt) - reuse
+        done = 0
+
+        def after_chunk(n: int) -> None:
+            nonlocal done
+            done = n
+            if progress is not None:
+                progress(n, todo)
         try:
             self._backend.kv_remove(0, reuse, -1)
             self.tokens = self.tokens[:reuse]
-            self._backend.prefill(prompt[reuse:], reuse)
+            self._backend.prefill(prompt[reuse:], reuse, after_chunk)
+        except PrefillCancelled:
+            self.tokens = list(prompt[: reuse + done])
+            raise
         except BaseException:
             self.clear()
             raise
         self.tokens = list(prompt)
-        return len(prompt) - reuse
+        return todo
 
     def verify(self, tree: DraftTree, sampler: Sampler, max_emit: int,
                logit_gaps: list[float] | None, tie_gap: float) -> Verified:

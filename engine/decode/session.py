@@ -17,9 +17,10 @@ from typing import Protocol
 
 from ..draft.cost import CostModel
 from ..draft.tree import DraftTree
-from ..errors import ContextOverflowError
+from ..errors import ContextOverflowError, PrefillCancelled
 from ..llama.backend import BackendInfo, LlamaBackend
 from ..llama.detok import StreamDecoder
+from ..llama.models import model_identity
 from ..llama.sampling import Sampler, SamplingSettings
 from ..llama.template import ChatTemplate, Message
 from .kv import KvCache
@@ -104,6 +105,7 @@ class ChatSession:
         self._learned_path: Path | None = None
         self._learned_saved = time.monotonic()
         self._learned_dirty = False
+        self._identity: dict | None = None  # model_identity, read once when first asked
 
     # -- what is loaded ---------------------------------------------------------------
 
@@ -114,6 +116,19 @@ class ChatSession:
 
     def tokenize(self, text: str) -> list[int]:
         return self._backend.tokenize(text)
+
+    def provenance(self, settings: SamplingSettings, stats: AnswerStats) -> dict:
+        """What made an answer, to keep with it: the model file (name, size, a hash of its
+        header), the sampling settings with the seed actually drawn, and the engine
+        settings that can change a token at a near-tie (KV cache type, threads)."""
+        if self._identity is None:
+            self._identity = model_identity(Path(self.info.model_path))
+        info = self.info
+        return {"model": self._identity,
+                "settings": {**settings.as_dict(), "seed": stats.seed},
+                "engine": {"backend": info.offload, "kv_cache": info.kv_cache,
+                           "threads": info.n_threads, "n_ctx": info.n_ctx,
+                           "speculative": stats.speculative}}
 
     # -- the drafter ------------------------------------------------------------------
 
@@ -269,12 +284,17 @@ class ChatSession:
         *,
         speculative: bool = True,
         cancel: threading.Event | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
         logit_gaps: list[float] | None = None,
     ) -> Iterator[Chunk]:
         """Stream the answer to `messages`. Stops on an end-of-generation token, at
         settings.max_tokens, when the context is full, or when `cancel` is set.
-        logit_gaps, if given, receives the top-2 logit gap at each step's root."""
-        ans = self._prefill(messages, settings.with_seed(), speculative, logit_gaps)
+        A long prompt is evaluated in chunks: on_prefill(done, total) hears of each, and
+        `cancel` set meanwhile raises PrefillCancelled before any token (the evaluated
+        chunks stay cached). logit_gaps, if given, receives the top-2 logit gap at each
+        step's root."""
+        ans = self._prefill(messages, settings.with_seed(), speculative, logit_gaps,
+                            self._prefill_progress(cancel, on_prefill))
         yield Chunk(ans.decoder.feed([ans.pending]), [ans.pending], ans.stats)
         try:
             while (reason := self._stop_reason(ans, cancel)) is None:
@@ -290,14 +310,28 @@ class ChatSession:
         if tail:
             yield Chunk(tail, [], ans.stats)
 
+    @staticmethod
+    def _prefill_progress(cancel: threading.Event | None,
+                          on_prefill: Callable[[int, int], None] | None
+                          ) -> Callable[[int, int], None]:
+        def progress(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise PrefillCancelled(f"prompt evaluation stopped at {done} of {total} "
+                                       f"tokens")
+            if on_prefill is not None:
+                on_prefill(done, total)
+        return progress
+
     def _prefill(self, messages: Sequence[Message], settings: SamplingSettings,
-                 speculative: bool, logit_gaps: list[float] | None) -> _Answer:
+                 speculative: bool, logit_gaps: list[float] | None,
+                 progress: Callable[[int, int], None]) -> _Answer:
         """Fit and evaluate the prompt, choose the drafter (or say why not), and draw the
         answer's first token from the prompt's logits."""
         t_start = time.perf_counter()
         prompt, dropped = self.fit_prompt(messages, settings.max_tokens)
         stats = AnswerStats(prompt_tokens=len(prompt), dropped_turns=dropped, seed=settings.seed,
-                            plain_tokens_per_s=self.plain_tokens_per_s)
+                            plain_tokens_per_s=self.plain_tokens_per_s,
+                            n_ctx=self._backend.n_ctx)
         self._take_speculator()
         spec = self._speculator if speculative else None
         if speculative and spec is None:
@@ -307,7 +341,7 @@ class ChatSession:
             spec, stats.fallback = None, "model cannot trim its cache (recurrent/hybrid)"
         stats.speculative = spec is not None
         self.last_stats = stats
-        stats.prompt_evaluated = self._cache.bring_to(prompt)
+        stats.prompt_evaluated = self._cache.bring_to(prompt, progress)
         sampler = Sampler(settings, self._backend)
         sampler.remember(prompt)
         if spec is not None:

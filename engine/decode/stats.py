@@ -43,6 +43,7 @@ class AnswerStats:
     batches_per_step: list[tuple[int, int]] = field(default_factory=list, repr=False)
     finish_reason: str = ""
     dropped_turns: int = 0
+    n_ctx: int = 0  # the context's size: the answer's prompt and tokens fill part of it
     seed: int | None = None
     trigram_mb: float = 0.0
     plain_tokens_per_s: float | None = None  # the session's recent plain rate (fallback)
@@ -80,6 +81,16 @@ class AnswerStats:
     @property
     def prompt_tokens_per_s(self) -> float:
         return self.prompt_evaluated / self.prompt_s if self.prompt_s > 0 else 0.0
+
+    @property
+    def prompt_reused(self) -> int:
+        """Prompt tokens found in the KV cache from the turn before: not evaluated again."""
+        return self.prompt_tokens - self.prompt_evaluated
+
+    @property
+    def context_used(self) -> int:
+        """Tokens the context holds after this answer: its prompt and its tokens."""
+        return self.prompt_tokens + self.tokens
 
     @property
     def tokens_per_step(self) -> float:
@@ -129,6 +140,8 @@ class AnswerStats:
             median_host_ms=self.median_host_ms,
             median_host_cpu_ms=self.median_host_cpu_ms,
             speedup=self.speedup,
+            prompt_reused=self.prompt_reused,
+            context_used=self.context_used,
         )
         return d
 

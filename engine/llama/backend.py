@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -453,15 +454,20 @@ class LlamaBackend:
         """Logits of the index-th output of the last decode (-1: the last one)."""
         return self._logits[index]
 
-    def prefill(self, tokens: list[int], start: int) -> np.ndarray:
+    def prefill(self, tokens: list[int], start: int,
+                after_chunk: Callable[[int], None] | None = None) -> np.ndarray:
         """Evaluate tokens at positions start.. in sequence 0, in n_batch chunks;
-        return the logits of the last one (shape (1, n_vocab))."""
+        return the logits of the last one (shape (1, n_vocab)). after_chunk(done) is
+        called after each chunk but the last (it may raise to stop: what was evaluated
+        stays in the cache)."""
         arr = np.asarray(tokens, dtype=np.int32)
         out = None
         for i in range(0, len(arr), self.n_batch):
             chunk = arr[i : i + self.n_batch]
             pos = np.arange(start + i, start + i + len(chunk), dtype=np.int32)
             out = self.decode(chunk, pos)
+            if after_chunk is not None and i + len(chunk) < len(arr):
+                after_chunk(i + len(chunk))
         assert out is not None
         return out
 

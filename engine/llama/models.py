@@ -46,7 +46,9 @@ def list_models(models_dir: Path | None) -> list[ModelEntry]:
         pass
     if models_dir is not None and models_dir.is_dir():
         for p in sorted(models_dir.rglob("*.gguf")):
-            if p.is_file():
+            # hidden folders hold what is not a model yet (a download in progress)
+            hidden = any(part.startswith(".") for part in p.relative_to(models_dir).parts)
+            if p.is_file() and not hidden:
                 out.append(ModelEntry(p.stem, p, p.stat().st_size))
     return out
 
@@ -72,3 +74,16 @@ def file_identity(path: Path) -> str:
     with path.open("rb") as fh:
         h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
+
+
+HEADER_BYTES = 8 << 20  # a GGUF header (metadata, vocabulary, tensor table) fits in this
+
+
+def model_identity(path: Path) -> dict:
+    """What names a model file for the record kept with each answer: its name, size and
+    a hash of its header (which holds the architecture, vocabulary and tensor table), so
+    an answer can be traced to the weights that made it without hashing gigabytes."""
+    with path.open("rb") as fh:
+        head = fh.read(HEADER_BYTES)
+    return {"file": path.name, "bytes": path.stat().st_size,
+            "header_sha256": hashlib.sha256(head).hexdigest()}
