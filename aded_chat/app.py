@@ -23,22 +23,35 @@ from textual.message import Message as UIMessage
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ListItem, ListView
 
+from aded_chat import clipboard
+from aded_chat.attachments import (
+    BYTES_PER_TOKEN_MAX,
+    AttachError,
+    Attachment,
+    compose_turn,
+    human_size,
+    read_attachment,
+)
 from aded_chat.config import Config, data_dir
 from aded_chat.engine import (
     AnswerStats,
     ChatSession,
     EngineError,
     Message,
+    PrefillCancelled,
     SamplingSettings,
     list_models,
 )
+from aded_chat.screens.attach import AttachScreen
 from aded_chat.screens.confirm import ConfirmScreen
 from aded_chat.screens.help import HelpScreen
 from aded_chat.screens.models import ModelPickerScreen
+from aded_chat.screens.search import SearchScreen
 from aded_chat.screens.settings import SettingsScreen
 from aded_chat.screens.text_prompt import TextPromptScreen
-from aded_chat.stats_text import bar_text, summary_text
-from aded_chat.store import TITLE_MAX, Conversation, Store, StoreError, clean_title
+from aded_chat.stats_text import bar_text, gauge_text, provenance_text, summary_text
+from aded_chat.store import TITLE_MAX, Conversation, SearchHit, Store, StoreError, clean_title
+from aded_chat.transcript import markdown
 from aded_chat.widgets.message import MessageView
 from aded_chat.widgets.prompt_input import PromptInput
 from aded_chat.widgets.stats_bar import StatsBar
@@ -65,12 +78,21 @@ class Streamed(UIMessage):
         self.text, self.stats = text, stats
 
 
+class PrefillProgress(UIMessage):
+    """Prompt evaluation of a long turn: tokens evaluated of the total, and the rate."""
+
+    def __init__(self, done: int, total: int, tokens_per_s: float):
+        super().__init__()
+        self.done, self.total, self.tokens_per_s = done, total, tokens_per_s
+
+
 class Finished(UIMessage):
     def __init__(self, stats: AnswerStats | None, status: str, error: str | None,
-                 text: str = "", saved: bool = True):
+                 text: str = "", saved: bool = True, prefill_stopped: bool = False):
         super().__init__()
         self.stats, self.status, self.error = stats, status, error
         self.text, self.saved = text, saved
+        self.prefill_stopped = prefill_stopped  # Esc before the first token
 
 
 class Notice(UIMessage):
@@ -79,6 +101,14 @@ class Notice(UIMessage):
     def __init__(self, text: str, severity: str = "information"):
         super().__init__()
         self.text, self.severity = text, severity
+
+
+# Commands without a key of their own, in the command palette (ctrl+p).
+PALETTE_ONLY = [
+    ("Regenerate with the same settings and seed",
+     "answer the last turn again exactly as it was made", "regenerate_same"),
+    ("Attach a file by path", "the same as typing /read PATH", "attach"),
+]
 
 
 class ChatApp(App):
@@ -96,8 +126,10 @@ class ChatApp(App):
         Binding("ctrl+o", "pick_model", "Model"),
         Binding("f2", "rename", "Rename", show=False),
         Binding("ctrl+d", "delete", "Delete chat", show=False, priority=True),
-        Binding("ctrl+y", "copy_answer", "Copy answer", show=False, priority=True),
-        Binding("ctrl+k", "copy_code", "Copy code", show=False, priority=True),
+        Binding("ctrl+f", "search", "Search", priority=True),
+        Binding("ctrl+l", "attach", "Attach file", priority=True),
+        Binding("ctrl+y", "copy_answer", "Copy last answer", show=False, priority=True),
+        Binding("ctrl+k", "copy_code", "Copy its last code block", show=False, priority=True),
         Binding("ctrl+x", "export", "Export", show=False, priority=True),
         Binding("ctrl+t", "show_stats", "Answer stats", show=False),
         Binding("ctrl+q", "quit", "Quit"),
@@ -122,6 +154,10 @@ class ChatApp(App):
         self.last_stats: AnswerStats | None = None
         self.owned = True  # this process may write the shown conversation (Store.claim)
         self._asked: tuple[int | None, str] | None = None  # the user turn being answered
+        self.attached: list[Attachment] = []  # files that go with the next message
+        self.copied: str | None = None  # the last text copied, whichever way it went
+        # the last message sent: its id, what was typed and the files, to give them back
+        self._sent: tuple[int, str, list[Attachment]] | None = None
 
     def notify(self, message: str, *, markup: bool = False, **kw) -> None:
         """Toasts carry file names, titles and error text: never parsed as markup."""
@@ -134,6 +170,7 @@ class ChatApp(App):
             yield ListView(id="sidebar")
             with Vertical(id="main"):
                 yield VerticalScroll(id="log")
+                yield Label("", id="attached", markup=False)
                 yield PromptInput(id="prompt")
         yield StatsBar(id="stats")  # full width: the figures are what this app is about
         yield Footer()
@@ -201,8 +238,8 @@ class ChatApp(App):
         if session is self.session and not self.generating:
             self.call_from_thread(self._show_idle)
 
-    def _bar(self, text: str) -> None:
-        self.query_one(StatsBar).show(text)
+    def _bar(self, text: str, stats: AnswerStats | None = None) -> None:
+        self.query_one(StatsBar).show(text, gauge_text(stats) if stats is not None else None)
 
     def _show_idle(self) -> None:
         if self._loading:
@@ -211,7 +248,7 @@ class ChatApp(App):
             state = "ready (drafter loading)"
         else:
             state = "ready"
-        self._bar(bar_text(self.last_stats, self.backend_label, state))
+        self._bar(bar_text(self.last_stats, self.backend_label, state), self.last_stats)
 
     # -- conversations ----------------------------------------------------------------
 
@@ -318,7 +355,16 @@ class ChatApp(App):
         await self.send(event.text)
 
     async def send(self, text: str) -> None:
-        if not text.strip():
+        command = text.strip()
+        if command == "/read" or command.startswith("/read "):
+            self.attach(command[len("/read"):].strip())
+            return
+        if command == "/drop":
+            self.attached = []
+            self._show_attached()
+            self.query_one(PromptInput).clear()
+            return
+        if not text.strip() and not self.attached:
             self.notify("Type a message first.", severity="warning")
             return
         if self.generating:
@@ -329,6 +375,8 @@ class ChatApp(App):
             return
         if not self._can_write():
             return
+        files, typed = self.attached, text
+        text = compose_turn(text, files)
         try:  # a history the template cannot render is never saved
             self.session.check_messages(self._history() + [Message("user", text)])
         except EngineError as exc:
@@ -338,13 +386,54 @@ class ChatApp(App):
         mid = self._saved(self.store.add_message, self.conv.id, "user", text)
         if mid is None:  # not saved: nothing sent, the text stays where it was typed
             return
+        self._sent = (mid, typed, files)
         self.query_one(PromptInput).clear()
+        self.attached = []
+        self._show_attached()
         if self._saved(self.store.name_after, self.conv.id, text):
             self.conv = self.store.conversation(self.conv.id)
             self.sub_title = self.conv.title
             self._refresh_sidebar()
         await self.query_one("#log").mount(MessageView("user", text, message_id=mid))
         await self._answer()
+
+    # -- attachments ------------------------------------------------------------------
+
+    def attach(self, path: str) -> None:
+        """Attach a text file to the next message (`/read PATH`, or the picker)."""
+        if not path:
+            self.notify("Say which file: /read PATH (or ctrl+l to pick one).",
+                        severity="warning")
+            return
+        n_ctx = self.session.info.n_ctx if self.session else self.cfg.n_ctx
+        try:
+            att = read_attachment(path, n_ctx * BYTES_PER_TOKEN_MAX)
+            if self.session is not None:
+                n = len(self.session.tokenize(att.text))
+                if n > n_ctx * 3 // 4:
+                    raise AttachError(f"{att.name} is {n} tokens; the context holds {n_ctx} "
+                                      f"with room kept for the answer: attach a part of it, "
+                                      f"or raise --n-ctx")
+        except AttachError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.attached.append(att)
+        self._show_attached()
+        prompt = self.query_one(PromptInput)
+        if prompt.text.strip().startswith("/read"):
+            prompt.clear()
+        prompt.focus()
+
+    def _show_attached(self) -> None:
+        label = self.query_one("#attached", Label)
+        names = ", ".join(f"{a.name} ({human_size(a.size)})" for a in self.attached)
+        label.update(f"attached: {names} — sent with your next message (/drop removes)"
+                     if self.attached else "")
+        label.display = bool(self.attached)
+
+    def action_attach(self) -> None:
+        self.push_screen(AttachScreen(Path.cwd()),
+                         lambda path: self.attach(path) if path else None)
 
     def _saved(self, write, *args, **kw):
         """Run a store write; on failure say why (disk full, read-only) and return None."""
@@ -362,8 +451,11 @@ class ChatApp(App):
                  if m.role in ("user", "assistant") and m.content]
         return msgs
 
-    async def _answer(self) -> None:
-        settings, speculative = self._conv_settings()
+    async def _answer(self, settings: SamplingSettings | None = None) -> None:
+        """Answer the last user turn with the conversation's settings (or `settings`:
+        regenerating with an earlier answer's own, seed included)."""
+        conv_settings, speculative = self._conv_settings()
+        settings = settings or conv_settings
         messages = self._history()
         model = Path(self.session.info.model_path).name
         users = [m for m in self.store.messages(self.conv.id) if m.role == "user"]
@@ -390,9 +482,19 @@ class ChatApp(App):
         error: str | None = None
         last_post = last_save = time.monotonic()
         save_failed = False
+        prefill_stopped = False
+        t_prefill = time.monotonic()
+
+        def on_prefill(done: int, total: int) -> None:
+            nonlocal last_post
+            now = time.monotonic()
+            if now - last_post >= STREAM_INTERVAL_S:
+                last_post = now
+                self.post_message(PrefillProgress(done, total, done / (now - t_prefill)))
+        session = self.session
         try:
-            for chunk in self.session.generate(messages, settings, speculative=speculative,
-                                               cancel=cancel):
+            for chunk in session.generate(messages, settings, speculative=speculative,
+                                          cancel=cancel, on_prefill=on_prefill):
                 stats = chunk.stats
                 parts.append(chunk.text)
                 pending.append(chunk.text)
@@ -409,19 +511,23 @@ class ChatApp(App):
                             save_failed = True
                             self.post_message(Notice(f"{exc}. The answer goes on in memory; "
                                                      f"saving is retried.", "error"))
+        except PrefillCancelled as exc:
+            error, prefill_stopped = str(exc), True
         except EngineError as exc:
             error = str(exc)
         except Exception as exc:  # keep the app alive and the partial answer saved
             error = f"{type(exc).__name__}: {exc}"
         if pending:
             self.post_message(Streamed("".join(pending), stats.snapshot() if stats else None))
-        stats = stats or (self.session.last_stats if self.session else None)
+        stats = stats or session.last_stats
         status = "stopped" if (cancel.is_set() or error) else "done"
-        saved = self._save_answer(mid, cid, model, "".join(parts), status, stats)
-        self.post_message(Finished(stats, status, error, "".join(parts), saved))
+        provenance = session.provenance(settings, stats) if stats else None
+        saved = self._save_answer(mid, cid, model, "".join(parts), status, stats, provenance)
+        self.post_message(Finished(stats, status, error, "".join(parts), saved,
+                                   prefill_stopped))
 
     def _save_answer(self, mid: int | None, cid: int, model: str, text: str, status: str,
-                     stats: AnswerStats | None) -> bool:
+                     stats: AnswerStats | None, provenance: dict | None) -> bool:
         """The answer's final save, retried a few times (a full disk may have room again);
         the text is never replaced by less of it (Store.update_message). An answer whose
         first save failed is added whole."""
@@ -430,19 +536,27 @@ class ChatApp(App):
             try:
                 if mid is None:
                     self.store.add_message(cid, "assistant", text, model=model, stats=record,
-                                           status=status)
+                                           status=status, provenance=provenance)
                 else:
-                    self.store.update_message(mid, text, status=status, stats=record)
+                    self.store.update_message(mid, text, status=status, stats=record,
+                                              provenance=provenance)
                 return True
             except StoreError:
                 time.sleep(0.2 * (attempt + 1))
         return False
 
     async def on_streamed(self, msg: Streamed) -> None:
+        if self._streaming is not None and msg.stats is not None and msg.stats.dropped_turns:
+            self._streaming.show_dropped(msg.stats.dropped_turns)
         if self._streaming is not None and msg.text:
             await self._streaming.append(msg.text)
         if msg.stats is not None:
-            self._bar(bar_text(msg.stats, self.backend_label, "streaming"))
+            self._bar(bar_text(msg.stats, self.backend_label, "streaming"), msg.stats)
+
+    def on_prefill_progress(self, msg: PrefillProgress) -> None:
+        if self.generating:
+            self._bar(f"reading the prompt: {msg.done}/{msg.total} tokens, "
+                      f"{msg.tokens_per_s:.0f} tok/s | Esc stops | {self.backend_label}")
 
     def on_notice(self, msg: Notice) -> None:
         self.notify(msg.text, severity=msg.severity, timeout=15)
@@ -452,8 +566,12 @@ class ChatApp(App):
         view, self._streaming = self._streaming, None
         if msg.error and not msg.text.strip():
             await self._undo_failed_turn(view)
-            self.notify(f"{msg.error}. Your message is back in the box.", severity="error",
-                        timeout=15)
+            if msg.prefill_stopped:
+                self.notify(f"Stopped before the answer began ({msg.error}). Your message "
+                            f"is back in the box; what was read is kept for the next try.")
+            else:
+                self.notify(f"{msg.error}. Your message is back in the box.",
+                            severity="error", timeout=15)
             self._show_idle()
             return
         if view is not None:
@@ -486,6 +604,9 @@ class ChatApp(App):
                 if v.message_id == uid:
                     await v.remove()
         prompt = self.query_one(PromptInput)
+        if self._sent is not None and self._sent[0] == uid:  # as typed, files attached again
+            _, text, self.attached = self._sent
+            self._show_attached()
         prompt.text = text
         prompt.focus()
 
@@ -493,19 +614,32 @@ class ChatApp(App):
         if self.generating:
             self._cancel.set()
 
-    async def action_regenerate(self) -> None:
+    async def action_regenerate(self, same: bool = False) -> None:
+        """Answer the last turn again: with the conversation's settings (a fresh seed), or
+        `same`: with the settings and seed the answer was made with (it comes out the
+        same when the model, its file and the KV cache type are the same)."""
         if self.generating or self.session is None or not self._can_write():
             return
         msgs = self.store.messages(self.conv.id)
         if not msgs or msgs[-1].role != "assistant":
             self.notify("Nothing to regenerate.")
             return
+        settings = None
+        if same:
+            record = (msgs[-1].provenance or {}).get("settings")
+            if not record:
+                self.notify("That answer has no record of its settings (it predates them).")
+                return
+            settings = SamplingSettings(**record)
         if not self._saved(self.store.delete_message, msgs[-1].id):
             return
         views = self.query(MessageView)
         if views:
             await views.last().remove()
-        await self._answer()
+        await self._answer(settings)
+
+    async def action_regenerate_same(self) -> None:
+        await self.action_regenerate(same=True)
 
     async def action_edit_last(self) -> None:
         if self.generating or not self._can_write():
@@ -552,7 +686,7 @@ class ChatApp(App):
             if path:
                 self.load_model(path)
         self.push_screen(ModelPickerScreen(list_models(self.cfg.models_path),
-                                           str(self.cfg.models_path)), done)
+                                           self.cfg.models_path), done)
 
     # -- clipboard, export, stats, help -----------------------------------------------
 
@@ -560,19 +694,54 @@ class ChatApp(App):
         answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
         return answers[-1].content if answers else None
 
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy to the system clipboard, else through the terminal; say which."""
+        where = clipboard.copy(text, self.copy_to_clipboard)
+        self.copied = text
+        self.notify(f"{what} copied to {where}.")
+
+    def on_message_view_copy(self, msg: MessageView.Copy) -> None:
+        self.copy_text(msg.text, msg.what)
+
+    def _last_answer_view(self) -> MessageView | None:
+        views = [v for v in self.query(MessageView) if v.role == "assistant"]
+        return views[-1] if views else None
+
     def action_copy_answer(self) -> None:
-        text = self._last_answer()
-        if text:
-            self.copy_to_clipboard(text)
-            self.notify("Answer copied.")
+        view = self._last_answer_view()
+        if view is not None and view.content:
+            self.copy_text(view.content, "Answer")
 
     def action_copy_code(self) -> None:
-        blocks = re.findall(r"```[^\n]*\n(.*?)```", self._last_answer() or "", re.S)
+        view = self._last_answer_view()
+        blocks = view.code_blocks() if view is not None else []
         if not blocks:
             self.notify("No code block in the last answer.")
             return
-        self.copy_to_clipboard(blocks[-1])
-        self.notify("Code block copied.")
+        self.copy_text(blocks[-1], f"Code block {len(blocks)}")
+
+    # -- search -----------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        async def done(hit: SearchHit | None) -> None:
+            if hit is not None:
+                await self.open_message(hit.conversation_id, hit.message_id)
+        self.push_screen(SearchScreen(self.store), done)
+
+    async def open_message(self, cid: int, mid: int) -> None:
+        """Show conversation cid scrolled to message mid, which takes focus."""
+        if self.conv is None or cid != self.conv.id:
+            if self.generating:
+                self.notify("an answer is streaming: press Esc to stop it first")
+                return
+            self.conv = self.store.conversation(cid)
+            self._refresh_sidebar()
+            await self._show_conversation()
+        for view in self.query(MessageView):
+            if view.message_id == mid:
+                view.focus()
+                self.call_after_refresh(view.scroll_visible, top=True, animate=False)
+                return
 
     def export_markdown(self) -> Path:
         """Write the conversation to a new Markdown file in the exports folder: never over
@@ -580,15 +749,7 @@ class ChatApp(App):
         out = data_dir() / "exports"
         out.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^\w.-]+", "-", self.conv.title).strip("-")[:TITLE_MAX] or "chat"
-        lines = [f"# {self.conv.title}", ""]
-        if self.conv.system_prompt:
-            lines += [f"_System: {self.conv.system_prompt}_", ""]
-        for m in self.store.messages(self.conv.id):
-            who = "You" if m.role == "user" else "Assistant"
-            lines += [f"## {who}", "", m.content, ""]
-            if m.role == "assistant" and m.stats:
-                lines += [f"<sub>{summary_text(m.stats)}</sub>", ""]
-        data = "\n".join(lines).encode("utf-8")
+        data = markdown(self.conv, self.store.messages(self.conv.id)).encode("utf-8")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         for n in range(1, 1000):
             path = out / (f"{self.conv.id}-{safe}.md" if n == 1 else
@@ -612,7 +773,11 @@ class ChatApp(App):
 
     def action_show_stats(self) -> None:
         answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
-        self.notify(summary_text(answers[-1].stats) if answers else "No answer yet.",
+        if not answers:
+            self.notify("No answer yet.", title="Last answer", timeout=10)
+            return
+        last = answers[-1]
+        self.notify(f"{summary_text(last.stats)}\n{provenance_text(last.provenance)}",
                     title="Last answer", timeout=10)
 
     def action_help(self) -> None:
@@ -625,6 +790,8 @@ class ChatApp(App):
             if b.action not in ("quit", "help"):
                 yield SystemCommand(b.description, f"key: {b.key}",
                                     lambda a=b.action: self.run_action(a))
+        for title, help_text, action in PALETTE_ONLY:
+            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
 
     # -- quitting ---------------------------------------------------------------------
 

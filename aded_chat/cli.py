@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 
 from aded_chat import __version__
+from aded_chat.attachments import BYTES_PER_TOKEN_MAX, AttachError, compose_turn, read_attachment
 from aded_chat.config import ConfigError, check_config, load_config
 from aded_chat.engine import KV_CACHE_CHOICES, EngineError, SettingsError, check_sampling
 from aded_chat.errors import UsageError
@@ -70,9 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_flags(ask)
     ask.add_argument("--system", metavar="TEXT", help="system prompt")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead")
-    ask.add_argument("prompt", help="the prompt, or - to read standard input")
+    ask.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
+                     help="attach a text file (fenced and named before the prompt); "
+                     "repeatable")
+    ask.add_argument("prompt", nargs="?", default="",
+                     help="the prompt, or - to read standard input (may be empty with -f)")
 
     sub.add_parser("models", help="list the embedded model and the models folder")
+
+    pull = sub.add_parser("pull", help="download a GGUF model from the Hugging Face Hub")
+    pull.add_argument("spec", metavar="REPO[:QUANT]", help="a Hub repository, optionally "
+                      "with a quantization (Q4_K_M, Q8_0, …) or a file name after the colon")
+
+    hist = sub.add_parser("history", help="list conversations, or search every message")
+    hist.add_argument("query", nargs="*", help="words to find (prefixes match: 'tok' finds "
+                      "'tokens'); none: list conversations")
+    hist.add_argument("--show", type=int, metavar="ID", help="print conversation ID as "
+                      "Markdown (with --json: as JSON)")
+    hist.add_argument("--limit", type=int, default=20, metavar="N", help="at most N rows")
+    hist.add_argument("--json", action="store_true", help="print JSON instead")
 
     bench = sub.add_parser("bench", help="compare plain, prompt-lookup and ADED decoding")
     _model_flags(bench, sub=True)
@@ -142,8 +159,13 @@ def cmd_ask(cfg, args) -> int:
 
     prompt = (sys.stdin.buffer.read().decode("utf-8", "replace") if args.prompt == "-"
               else _text(args.prompt))
-    if not prompt.strip():
+    try:
+        files = [read_attachment(f, cfg.n_ctx * BYTES_PER_TOKEN_MAX) for f in args.file]
+    except AttachError as exc:
+        raise UsageError(str(exc)) from None
+    if not prompt.strip() and not files:
         raise UsageError("empty prompt")
+    prompt = compose_turn(prompt, files)
     settings = _settings(cfg, args)
     session = open_model(cfg, model=args.model, verbose=args.verbose,
                          drafter=cfg.speculative and not args.plain,
@@ -192,6 +214,27 @@ def cmd_models(cfg, args) -> int:
     return 0
 
 
+def cmd_pull(cfg, args) -> int:
+    from aded_chat.pull import PullError, pull
+
+    try:
+        path = pull(args.spec, cfg.models_path,
+                    say=lambda line: print(line, file=sys.stderr))
+    except PullError as exc:
+        raise UsageError(str(exc)) from None
+    _out(f"{path}\n")
+    print(f"# use it: aded-chat --model {path.stem}", file=sys.stderr)
+    return 0
+
+
+def cmd_history(cfg, args) -> int:
+    from aded_chat.history import run_history
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    return run_history(args)
+
+
 def cmd_bench(cfg, args) -> int:
     from aded_chat.bench import run_bench
 
@@ -218,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             check_config(cfg)
         except SettingsError as exc:
             raise UsageError(str(exc).replace("n_ctx", "--n-ctx")) from None
-        command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench}.get(
+        command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench,
+                   "history": cmd_history, "pull": cmd_pull}.get(
             args.command, cmd_chat)
         return command(cfg, args)
     except UsageError as exc:

@@ -214,3 +214,44 @@ def test_cost_calibration_on_the_real_model(backend):
     assert np.all(cost.cost[1:] > 0)
     assert np.all(np.diff(cost.cost[1:]) >= 0)
     assert llama_cpp.llama_memory_seq_pos_max(backend._mem, 0) == -1  # cache left empty
+
+
+def test_a_cancelled_prompt_keeps_what_it_read_and_answers_as_plain_decoding(backend):
+    """Esc while a long paste is read: PrefillCancelled before any token, the chunks read
+    stay cached, and the next try (reusing them) answers exactly as a fresh session."""
+    from aded_chat.engine import PrefillCancelled
+
+    msgs = ask("Summarize: " + "the quick brown fox jumps over the lazy dog. " * 120)
+    s = ChatSession(backend)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append((done, total))
+        cancel.set()  # stop at the next chunk's end
+    with pytest.raises(PrefillCancelled, match="stopped at"):
+        next(s.generate(msgs, GREEDY, cancel=cancel, on_prefill=progress, speculative=False))
+    assert seen and seen[0][0] == backend.n_batch and seen[0][1] > backend.n_batch
+    text, tokens, stats = s.answer(msgs, GREEDY, speculative=False)
+    # the cancel is seen after the second chunk: both stay cached and are reused
+    assert stats.prompt_evaluated == stats.prompt_tokens - 2 * backend.n_batch
+    assert stats.n_ctx == backend.n_ctx and stats.context_used == stats.prompt_tokens + len(
+        tokens)
+    fresh = ChatSession(backend)
+    fresh.reset()
+    assert fresh.answer(msgs, GREEDY, speculative=False)[1] == tokens
+
+
+def test_provenance_names_the_model_file_and_the_drawn_seed(session, backend):
+    import hashlib
+
+    settings = replace(GREEDY, temperature=0.7, max_tokens=4)
+    _, _, stats = session.answer(ask("Hi"), settings, speculative=False)
+    p = session.provenance(settings, stats)
+    path = embedded_model_path()
+    with path.open("rb") as fh:
+        head = fh.read(8 << 20)
+    assert p["model"] == {"file": path.name, "bytes": path.stat().st_size,
+                          "header_sha256": hashlib.sha256(head).hexdigest()}
+    assert p["settings"]["seed"] == stats.seed is not None
+    assert p["settings"]["temperature"] == 0.7 and p["engine"]["n_ctx"] == backend.n_ctx

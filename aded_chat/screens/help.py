@@ -10,7 +10,14 @@ from textual.widgets import Markdown
 EXTRA_KEYS = [
     ("enter", "send the message"),
     ("ctrl+j / shift+enter", "new line in the message"),
-    ("ctrl+p", "command palette"),
+    ("/read PATH", "attach a text file to the next message (typed in the box)"),
+    ("/drop", "remove the files attached to the next message"),
+    ("shift+tab / click", "select a message (from the box: the newest one)"),
+    ("up / down (k / j)", "on a selected message: the one before / after"),
+    ("c (or y)", "on a selected message: copy it"),
+    ("1 … 9", "on a selected message: copy its code block of that number"),
+    ("i / enter", "on a selected message: back to the box"),
+    ("ctrl+p", "command palette (also: regenerate with the same settings and seed)"),
 ]
 
 
@@ -26,6 +33,14 @@ FIGURES_HELP = [
     "the median `llama_decode` time of this answer's own one-token steps when it has "
     "eight, else the session's recent plain steps; `—` until there are any. An answer "
     "that drafted nothing reads about 1.00x.",
+    "- **ctx**: tokens the context holds after the answer (its prompt and its tokens) "
+    "over the context's size, and how many prompt tokens were reused from the cache "
+    "instead of evaluated again. When old turns no longer fit they are left out, and the "
+    "answer says so.",
+    "",
+    "Copies go to the system clipboard (pbcopy, wl-copy, xclip, xsel, clip.exe) where one "
+    "is reachable, else through the terminal (OSC 52: works over SSH and in tmux when the "
+    "terminal allows it); the note after each copy says which.",
 ]
 
 

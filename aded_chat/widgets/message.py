@@ -1,26 +1,83 @@
-"""One chat message: a role label and a Markdown body that can grow while streaming."""
+"""One chat message: a role label and a body that can grow while streaming.
+
+Answers render as Markdown with their code blocks numbered; a user turn shows what was
+typed as typed, and each attached file collapsed under its name and size. A message
+takes focus (click, tab, shift+tab from the prompt) so it can be copied whole or a code
+block by number; the copying itself is the app's (it knows the clipboard)."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Label, Markdown, Static
+from textual.message import Message as UIMessage
+from textual.widgets import Collapsible, Label, Markdown, Static
+from textual.widgets._markdown import MarkdownFence
 
+from aded_chat.attachments import split_turn
 from aded_chat.stats_text import summary_text
 
 
-class MessageView(Vertical):
+class NumberedFence(MarkdownFence):
+    """A code block titled with its number in the message (the key that copies it)."""
+
+    DEFAULT_CSS = """
+    NumberedFence { width: 100%; border-top: wide $secondary 40%; border-title-align: right;
+                    border-title-color: $text-muted; }
+    """
+
+    def on_mount(self) -> None:
+        self.markdown_view.number_blocks()
+
+    @property
+    def markdown_view(self) -> AnswerMarkdown:
+        return self._markdown  # the Markdown document this block belongs to
+
+
+class AnswerMarkdown(Markdown):
+    BLOCKS = {**Markdown.BLOCKS, "fence": NumberedFence, "code_block": NumberedFence}
+
+    def code_blocks(self) -> list[str]:
+        """The code of each block, in reading order: what the numbers copy."""
+        return [f.code for f in self.query(NumberedFence)]
+
+    def number_blocks(self) -> None:
+        for n, fence in enumerate(self.query(NumberedFence), start=1):
+            lang = f" {fence.lexer}" if fence.lexer else ""
+            fence.border_title = f"[{n}]{lang}"
+
+
+class MessageView(Vertical, can_focus=True):
     """A message in the conversation view."""
 
+    BINDINGS = [
+        Binding("c,y", "copy_message", "Copy message"),
+        *[Binding(str(n), f"copy_block({n})", f"Copy block {n}", show=False)
+          for n in range(1, 10)],
+        Binding("up,k", "neighbour(-1)", "Previous", show=False),
+        Binding("down,j", "neighbour(1)", "Next", show=False),
+        Binding("i,enter", "to_prompt", "Back to prompt", show=False),
+    ]
     DEFAULT_CSS = """
     MessageView { height: auto; margin: 0 1 1 1; padding: 0 1; }
     MessageView.user { border-left: thick $primary; }
     MessageView.assistant { border-left: thick $success; }
     MessageView.stopped { border-left: thick $warning; }
+    MessageView:focus { background: $boost; border-left: thick $accent; }
     MessageView > Label { color: $text-muted; }
+    MessageView > #dropped { color: $warning; }
     MessageView > Markdown { margin: 0; padding: 0; }
-    MessageView > #text { margin: 0 0 1 0; }
+    MessageView > .typed { margin: 0 0 1 0; }
+    MessageView > Collapsible { margin: 0 0 1 0; padding: 0; border: none;
+                                background: $panel; }
     """
+
+    class Copy(UIMessage):
+        """Copy `text` (what the message's key asked for), described as `what`."""
+
+        def __init__(self, text: str, what: str):
+            super().__init__()
+            self.text, self.what = text, what
 
     def __init__(self, role: str, content: str, *, message_id: int | None = None,
                  stats: dict | None = None, status: str = "done"):
@@ -33,10 +90,18 @@ class MessageView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self._label(), id="role", markup=False)
+        dropped = (self.stats or {}).get("dropped_turns", 0)
+        yield Label(self._dropped_text(dropped), id="dropped", markup=False)
         if self.role == "assistant":
-            yield Markdown(self.content)
-        else:  # what the person typed, as typed: line breaks and indentation kept
-            yield Static(self.content, id="text", markup=False)
+            yield AnswerMarkdown(self.content)
+            return
+        # what the person typed, as typed (line breaks and indentation kept); files folded
+        for text, name, size in split_turn(self.content) or [("", None, None)]:
+            if name is None:
+                yield Static(text, classes="typed", markup=False)
+            else:
+                with Collapsible(title=f"{name} · {size}", collapsed=True):
+                    yield Static(text, markup=False)
 
     def on_mount(self) -> None:
         self._refresh_meta()
@@ -46,14 +111,33 @@ class MessageView(Vertical):
             self.role, self.role)
         return name + ("  [stopped]" if self.status == "stopped" else "")
 
+    @staticmethod
+    def _dropped_text(n: int) -> str:
+        if not n:
+            return ""
+        turns = "turn" if n == 1 else "turns"
+        return (f"{n} earlier {turns} did not fit the context and were left out of what "
+                f"the model saw for this answer")
+
+    def show_dropped(self, n: int) -> None:
+        """Say that old turns were left out to fit the context (n = 0: say nothing)."""
+        label = self.query_one("#dropped", Label)
+        label.update(self._dropped_text(n))
+        label.display = bool(n)
+
     def _refresh_meta(self) -> None:
         self.set_class(self.status == "stopped", "stopped")
+        self.query_one("#dropped", Label).display = bool(
+            (self.stats or {}).get("dropped_turns"))
         if self.role == "assistant":
             self.tooltip = summary_text(self.stats)
 
     @property
-    def body(self) -> Markdown:
-        return self.query_one(Markdown)
+    def body(self) -> AnswerMarkdown:
+        return self.query_one(AnswerMarkdown)
+
+    def code_blocks(self) -> list[str]:
+        return self.body.code_blocks() if self.role == "assistant" else []
 
     async def append(self, text: str) -> None:
         self.content += text
@@ -63,3 +147,27 @@ class MessageView(Vertical):
         self.stats, self.status = stats, status
         self.query_one("#role", Label).update(self._label())
         self._refresh_meta()
+
+    # -- keys on a focused message ----------------------------------------------------
+
+    def action_copy_message(self) -> None:
+        self.post_message(self.Copy(self.content, "Message"))
+
+    def action_copy_block(self, n: int) -> None:
+        blocks = self.code_blocks()
+        if not 1 <= n <= len(blocks):
+            self.notify(f"This message has no code block {n}." if blocks else
+                        "This message has no code block.", severity="warning")
+            return
+        self.post_message(self.Copy(blocks[n - 1], f"Code block {n}"))
+
+    def action_neighbour(self, step: int) -> None:
+        views = list(self.screen.query(MessageView))
+        i = views.index(self) + step
+        if 0 <= i < len(views):
+            views[i].focus()
+        elif step > 0:
+            self.action_to_prompt()
+
+    def action_to_prompt(self) -> None:
+        self.screen.query_one("#prompt").focus()
