@@ -52,9 +52,15 @@ MIGRATIONS = [
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     """,
-    # 2: full-text search over every message, kept in step by triggers (existing rows
-    # indexed here), and what produced each answer: model identity, settings, seed
+    # 2: what produced each answer: model identity, settings, seed
     """
+    ALTER TABLE messages ADD COLUMN provenance TEXT;
+    """,
+]
+# Full-text search over every message (SQLite FTS5), kept in step by triggers; created
+# (and the existing rows indexed) on the first writable open where SQLite has FTS5. A
+# Python whose SQLite lacks it searches with LIKE instead: slower, never locked out.
+SEARCH_INDEX = """
     CREATE VIRTUAL TABLE messages_fts USING fts5(
         content, content='messages', content_rowid='id', tokenize='unicode61');
     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
@@ -70,9 +76,7 @@ MIGRATIONS = [
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
-    ALTER TABLE messages ADD COLUMN provenance TEXT;
-    """,
-]
+"""
 # The columns the code reads, by table: a database at our version without them is not ours.
 SCHEMA = {
     "conversations": {"id", "title", "system_prompt", "settings", "created", "updated"},
@@ -202,6 +206,7 @@ class Store:
             else:
                 for n, sql in enumerate(MIGRATIONS[version:], start=version + 1):
                     db.executescript(f"BEGIN; {sql}; PRAGMA user_version={n}; COMMIT;")
+                _add_search_index(db)
             for table, cols in SCHEMA.items():
                 have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
                 if not cols <= have:
@@ -359,6 +364,15 @@ class Store:
         words = _WORD.findall(query)
         if not words:
             return []
+        with self._lock:
+            indexed = _has_search_index(self.db)
+        if not indexed:
+            where, args = _like_words(words)
+            rows = self._read(
+                "SELECT m.id, m.conversation_id, c.title, m.role, m.created, m.content "
+                "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                f"WHERE {where} ORDER BY m.id DESC LIMIT ?", (*args, limit))
+            return [SearchHit(*r[:5], _snippet(r[5], words)) for r in rows]
         match = " ".join('"' + w.replace('"', '""') + '"*' for w in words)
         rows = self._read(
             "SELECT m.id, m.conversation_id, c.title, m.role, m.created, "
@@ -379,6 +393,44 @@ def _json(text: str | None) -> dict | None:
 
 def _conversation(r: tuple) -> Conversation:
     return Conversation(r[0], r[1], r[2], json.loads(r[3]), r[4])
+
+
+def _has_search_index(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'"
+                      ).fetchone() is not None
+
+
+def _add_search_index(db: sqlite3.Connection) -> None:
+    """Create the FTS5 index once, where this SQLite has FTS5 (else search uses LIKE)."""
+    if _has_search_index(db):
+        return
+    try:
+        db.executescript(f"BEGIN; {SEARCH_INDEX}; COMMIT;")
+    except sqlite3.OperationalError as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if "fts5" not in str(exc).lower():
+            raise
+
+
+def _like_words(words: list[str]) -> tuple[str, list[str]]:
+    """A WHERE clause matching every word anywhere in a message (LIKE, escaped)."""
+    esc = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+           for w in words]
+    return (" AND ".join("m.content LIKE ? ESCAPE '\\'" for _ in esc),
+            [f"%{w}%" for w in esc])
+
+
+def _snippet(text: str, words: list[str], width: int = 80) -> str:
+    """About `width` characters around the first match, every match marked (the LIKE
+    search's stand-in for FTS5's snippet())."""
+    low = text.lower()
+    hits = [i for i in (low.find(w.lower()) for w in words) if i >= 0]
+    start = max(0, min(hits, default=0) - width // 3)
+    piece = text[start:start + width]
+    marked = re.sub("|".join(re.escape(w) for w in words),
+                    lambda m: f"{HIT_START}{m.group(0)}{HIT_END}", piece, flags=re.I)
+    return ("…" if start else "") + marked + ("…" if start + width < len(text) else "")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

@@ -240,7 +240,7 @@ async def test_a_pasted_multi_line_message_keeps_its_lines(tmp_path, session):
         await send(pilot, app, code)
         await wait_until(pilot, lambda: not app.generating and app.last_stats is not None)
         user = list(app.query(MessageView))[0]
-        shown = str(user.query_one("#text").render())
+        shown = str(user.query_one(".typed").render())
         assert "    if x:\n        return 1" in shown
 
 

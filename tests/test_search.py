@@ -104,3 +104,27 @@ def test_history_lists_searches_and_shows_conversations(tmp_path):
 
     r = history(tmp_path, "--show", "999")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no conversation 999" in r.stderr
+
+
+def test_without_fts5_search_falls_back_and_the_index_comes_later(tmp_path, monkeypatch):
+    """A Python whose SQLite lacks FTS5 must not lose (or move aside) the conversations:
+    search uses LIKE; a later open with FTS5 indexes everything written meanwhile."""
+    from aded_chat import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SEARCH_INDEX",
+                        store_mod.SEARCH_INDEX.replace("USING fts5(", "USING fts5_missing("))
+    old_database(tmp_path / "c.db")
+    s = Store(tmp_path / "c.db")
+    assert s.recovered_from is None
+    c = s.create_conversation("new")
+    s.add_message(c.id, "assistant", "snake_case names, 100% of them")
+    hits = s.search("tokenizer")
+    assert [h.title for h in hits] == ["Old"] and f"{HIT_START}tokenizer" in hits[0].snippet
+    s.add_message(s.create_conversation("other").id, "user", "snakeXcase")
+    # '_' is a letter here, not LIKE's any-character wildcard
+    assert [h.title for h in s.search("snake_case 100")] == ["new"]
+    s.close()
+    monkeypatch.undo()
+    s = Store(tmp_path / "c.db")
+    assert [h.title for h in s.search("snake_case")] == ["new"]
+    assert [h.title for h in s.search("tokenizers")] == ["Old"]
