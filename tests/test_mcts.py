@@ -169,3 +169,46 @@ def test_the_likeliest_branch_is_the_batchs_first_entries():
         kids = np.flatnonzero(tree.parents == i)
         if kids.size:
             assert kids[0] == i + 1
+
+
+def test_a_long_copy_is_drafted_deeper_than_the_search_goes():
+    """Pasted text being copied: the chain that followed the match is drafted on its own,
+    past the search's depth, when the cost curve says it pays; not on a curve where each
+    drafted token costs half a plain one."""
+    rng = np.random.default_rng(1)
+    passage = rng.integers(10, 100, size=60).tolist()
+    text = rng.integers(10, 100, size=200).tolist() + passage + \
+        rng.integers(10, 100, size=200).tolist() + passage[:12]
+    spec = trained(GPU, text[:-1])
+    tree = spec.propose(text, room=64)
+    tree.check()
+    depth = len(tree) - 1
+    assert depth > spec.max_depth  # deeper than the tree search reaches
+    assert list(tree.parents[1:]) == list(range(depth))  # one chain
+    assert tree.tokens[1:].tolist() == passage[12:12 + depth]
+    steep = CostModel(np.arange(MAX_TREE + 2, dtype=np.float64) * 0.01 + 0.01, frozen=True)
+    no_long = trained(steep, text[:-1]).propose(text, room=64)
+    assert len(no_long) - 1 <= spec.max_depth
+
+
+def test_long_copies_that_miss_stop_being_drafted():
+    """A long copy has a trust of its own: after long drafts of which the model kept
+    nothing, the drafter's copies get shorter, though the text still matches the
+    passage."""
+    rng = np.random.default_rng(2)
+    passage = rng.integers(10, 100, size=60).tolist()
+    text = rng.integers(10, 100, size=200).tolist() + passage + \
+        rng.integers(10, 100, size=200).tolist() + passage[:14]
+    # each drafted token costs a twentieth of a plain one: misses cost something
+    gentle = CostModel(0.01 * (1 + 0.05 * np.arange(-1, MAX_TREE + 1)), frozen=True)
+    spec = trained(gentle, text[:-1])
+    history = list(text)
+    depths = []
+    for i in range(4):
+        tree = spec.propose(history, room=64)
+        depths.append(len(tree) - 1)
+        history.append(passage[14 + i])  # the text goes on as copied, but the step
+        spec.learn(history, 1, tree, 1, 0.01)  # reports no drafted token kept
+    assert depths[0] > spec.max_depth
+    assert spec.copy_trust < 0.5
+    assert len(spec.propose(history, room=64)) - 1 < depths[0]

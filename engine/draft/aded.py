@@ -21,7 +21,7 @@ from . import memory
 from .acceptance import AcceptanceModel, observe_tree
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
-from .mcts import Conversation, Search, SearchOut, Unigrams, mcts_draft
+from .mcts import LONG_COPY, Conversation, Search, SearchOut, Unigrams, mcts_draft
 from .tree import DraftTree
 from .trigram import TrigramModel, prior_rows
 from .trigram import learn as learn_trigrams
@@ -37,6 +37,11 @@ STRONG_ROW = 1.5  # a tri-gram row seen about twice recently counts as well supp
 TRUST_MEMORY = 0.9  # about the last ten drafts
 TRUST_PRIOR = 2.0
 TRUST_MAX = 1.0  # realised tokens may beat the estimate; the search never counts on it
+# A long copy (a chain drafted alone past the search's depth, engine.draft.mcts) keeps a
+# trust of its own, updated only by its own drafts: where copies run long (a summary
+# quoting its source) they keep being drafted; where a match leads into a line that is
+# rewritten (a table being reformatted) a few misses stop them, and the tree search,
+# with the ordinary trust, drafts as before.
 # Search effort (_search_effort): the paper's 150 simulations where verification is
 # flat; on a CPU, where only a couple of nodes can pay, 32 find them in ~0.1 ms.
 MIN_SIMS = 32
@@ -108,11 +113,13 @@ class AdedSpeculator:
         i32 = np.int32
         self._out = SearchOut(np.zeros(cap, i32), np.zeros(cap, i32), np.zeros(cap, i32),
                               np.zeros(cap, np.float64), np.zeros(cap, i32),
-                              np.zeros(cap, i32), np.zeros(max_depth, i32))
+                              np.zeros(cap, i32), np.zeros(max(max_depth, LONG_COPY), i32))
         self._unigrams = Unigrams(np.zeros(UNIGRAM_TOP, i32), np.zeros(UNIGRAM_TOP))
         self._root = DraftTree.root_only(0)  # propose's answer when nothing is worth drafting
         self._searched = 0  # nodes of the last search, in self._out, awaiting its outcome
+        self._long = False  # the last draft was a long copy
         self._predicted = self._realised = TRUST_PRIOR
+        self._copy_predicted = self._copy_realised = TRUST_PRIOR
 
     @classmethod
     def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
@@ -152,6 +159,7 @@ class AdedSpeculator:
             self.learned = TokenStream()
             self._searched = 0
             self._predicted = self._realised = TRUST_PRIOR
+            self._copy_predicted = self._copy_realised = TRUST_PRIOR
             self._refresh_unigram()
 
     def save_learned(self, path: Path) -> None:
@@ -178,6 +186,10 @@ class AdedSpeculator:
         return min(TRUST_MAX, self._realised / self._predicted)
 
     @property
+    def copy_trust(self) -> float:
+        return min(TRUST_MAX, self._copy_realised / self._copy_predicted)
+
+    @property
     def table_mb(self) -> float:
         return self.model.size_mb
 
@@ -192,10 +204,11 @@ class AdedSpeculator:
     def snapshot(self) -> tuple:
         """Everything learned so far (the benchmark replays a prompt from one state)."""
         return (self.model.snapshot(), self.accept.snapshot(), self.learned.tokens.copy(),
-                self._predicted, self._realised)
+                self._predicted, self._realised, self._copy_predicted, self._copy_realised)
 
     def restore(self, snap: tuple) -> None:
-        model, accept, learned, self._predicted, self._realised = snap
+        (model, accept, learned, self._predicted, self._realised, self._copy_predicted,
+         self._copy_realised) = snap
         self.model.restore(model)
         self.accept.restore(accept)
         self.learned.set(learned)
@@ -229,10 +242,10 @@ class AdedSpeculator:
         self.learned.sync(history)  # the root: sampled after the last learn
         search = Search(a, history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                         STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
-                        self.trust, self._step)
+                        self.trust, self.copy_trust, self._step)
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
-        keep, n = mcts_draft(m.tables, self._unigrams, self.accept.table, self.cost.cost,
-                             search, conv, self._out)
+        keep, n, self._long = mcts_draft(m.tables, self._unigrams, self.accept.table,
+                                         self.cost.cost, search, conv, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
             self._root.tokens[0] = history[-1]
@@ -263,6 +276,11 @@ class AdedSpeculator:
                 float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
             self._realised = TRUST_MEMORY * self._realised + (
                 kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+            if self._long and drafted:
+                self._copy_predicted = (TRUST_MEMORY * self._copy_predicted
+                                        + float(tree.probs[1:].sum()))
+                self._copy_realised = TRUST_MEMORY * self._copy_realised + kept - 1
+        self._long = False
 
 
 @nb.njit(cache=True)

@@ -41,6 +41,15 @@ MIN_ROLLOUT_P = 0.05
 # only a third of a token's time (one llama.cpp thread on a 2-vCPU machine), drafting
 # at the margin lost 3% (BENCHMARKS.md).
 DRAFT_MARGIN = 0.1
+# How deep a copy chain may be drafted on its own, past the tree search's depth: a long
+# match in pasted text is copied for whole lines, and the tree search (a few dozen
+# simulations on a CPU, MAX_DEPTH deep) never reaches that far. llama.cpp's ngram modes
+# draft up to 64; the cost curve decides how much of this is worth verifying.
+LONG_COPY = 48
+# ... once the newest tokens match that many earlier ones: verbatim copying (a quote, a
+# file being rewritten) rather than a phrase that recurs, where a miss past the search's
+# depth costs many tokens' verification for nothing. Shorter matches stop at max_depth.
+LONG_COPY_MATCH = 12
 
 
 class Unigrams(NamedTuple):
@@ -64,6 +73,7 @@ class Search(NamedTuple):
     max_nodes: int  # drafted nodes the batch has room for
     max_leaves: int  # the verifier gives each leaf a KV sequence
     trust: float  # the share of its predicted accepted tokens the drafter has realised
+    copy_trust: float  # the same for its long copies alone
     seed: int
 
 
@@ -84,7 +94,7 @@ class SearchOut(NamedTuple):
     pathp: np.ndarray  # float64: the drafter's chance the path to the node is accepted
     level: np.ndarray  # int32: the node's back-off level (calibration row)
     bucket: np.ndarray  # int32: its probability bucket (calibration column)
-    chain: np.ndarray  # int32 [max_depth]: scratch for the copy chain
+    chain: np.ndarray  # int32 [LONG_COPY]: scratch for the copy chain
 
 
 @nb.njit(cache=True)
@@ -167,22 +177,64 @@ def _depth_first(order, k, par, n, out):
 
 
 @nb.njit(cache=True)
+def _long_copy(tables, uni, calib, cost, search, chain, chain_len, chain_match, chain_level,
+               limit, bucket_out, cand_t, cand_p):
+    """The copy chain drafted alone: each token's calibrated chance given its match (as
+    the tree search rates a copy), their running products the path probabilities.
+    Returns (k, rate): the prefix that maximises expected tokens per second of
+    verification, and that rate; writes each token's calibration bucket."""
+    best_k, best_rate, expect, p = 0, 0.0, 1.0, 1.0
+    a, b = search.ctx_a, search.root
+    if chain_match < LONG_COPY_MATCH:
+        limit = min(limit, search.max_depth)
+    for d in range(min(chain_len, limit)):
+        m, _ = _candidates(tables, uni, search.strong, a, b, cand_t, cand_p)
+        bk = match_bucket(chain_match + d, m > 0 and cand_t[0] == chain[d])
+        bucket_out[d] = bk
+        p *= calib[chain_level, bk]
+        expect += search.copy_trust * p
+        rate = expect / cost[d + 2]
+        if rate > best_rate:
+            best_k, best_rate = d + 1, rate
+        if p < MIN_ROLLOUT_P:
+            break
+        a, b = b, chain[d]
+    return best_k, best_rate
+
+
+@nb.njit(cache=True)
+def _write_chain(chain, k, buckets, level, calib, root_tok, out):
+    """out = the root and the first k tokens of the copy chain, each the child of the one
+    before; returns (k + 1, k + 1, True): the whole of it is the draft, a long copy."""
+    out.tok[0], out.parent[0], out.depth[0] = root_tok, -1, 0
+    out.pathp[0], out.level[0], out.bucket[0] = 1.0, 0, 0
+    p = 1.0
+    for d in range(k):
+        p *= calib[level, buckets[d]]
+        out.tok[d + 1], out.parent[d + 1], out.depth[d + 1] = chain[d], d, d + 1
+        out.pathp[d + 1], out.level[d + 1], out.bucket[d + 1] = p, level, buckets[d]
+    return k + 1, k + 1, True
+
+
+@nb.njit(cache=True)
 def mcts_draft(tables, uni, calib, cost, search, conv, out):
     """Search from the root (search.ctx_a, search.root); write the searched nodes to out
-    (node 0 is the root), best first, and return (draft size, nodes written): the draft
-    is the first nodes. The draft has at most search.max_nodes drafted nodes and
-    search.max_leaves leaves. calib[level, bucket] is the calibrated chance of acceptance
-    (engine.draft.acceptance); cost[n] the seconds to verify n tokens; search.trust
-    scales the expected accepted tokens. When the root's candidates cannot pay for any
-    tree, the search stops after expanding the root, whose children are still written
-    out for the calibration. The copy chain found in the conversation (engine.draft.
-    lookup) is always a candidate on its own path, calibrated apart for copies of the
-    prompt and of the answer itself."""
+    (node 0 is the root), best first, and return (draft size, nodes written, whether the
+    draft is a long copy): the draft is the first nodes. The draft has at most
+    search.max_nodes drafted nodes and search.max_leaves leaves. calib[level, bucket] is
+    the calibrated chance of acceptance (engine.draft.acceptance); cost[n] the seconds to
+    verify n tokens; search.trust scales the expected accepted tokens. When the root's
+    candidates cannot pay for any tree, the search stops after expanding the root, whose
+    children are still written out for the calibration. The copy chain found in the
+    conversation (engine.draft.lookup) is always a candidate on its own path, calibrated
+    apart for copies of the prompt and of the answer itself; drafted alone, that chain
+    may go deeper than the search (up to LONG_COPY, weighed by search.copy_trust), and is
+    the draft when it promises more speed than the search's best tree."""
     n_sims, max_depth, c1, c2 = search.n_sims, search.max_depth, search.c1, search.c2
     max_nodes, trust, strong = search.max_nodes, search.trust, search.strong
     root_tok, chain = search.root, out.chain
     np.random.seed(search.seed)
-    chain_len, chain_match, chain_end = copy_chain(conv.tokens, conv.n, max_depth, chain)
+    chain_len, chain_match, chain_end = copy_chain(conv.tokens, conv.n, chain.shape[0], chain)
     chain_level = OWN_COPY_LEVEL if chain_end >= conv.prompt_len else COPY_LEVEL
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
@@ -309,6 +361,14 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
         rate = expect / cost[k + 1]
         if rate > best_rate:
             best_k, best_rate = k, rate
+    if chain_len > 0:
+        bkt_chain = np.empty(chain_len, np.int32)
+        copy_k, copy_rate = _long_copy(tables, uni, calib, cost, search, chain, chain_len,
+                                       chain_match, chain_level,
+                                       min(max_nodes, cost.shape[0] - 2), bkt_chain,
+                                       cand_t, cand_p)
+        if copy_k > 0 and copy_rate > best_rate:
+            return _write_chain(chain, copy_k, bkt_chain, chain_level, calib, root_tok, out)
     # write out the ranking, renumbered: its first best_k nodes are the draft, and the
     # rest (searched, not worth verifying) still teach the acceptance calibration. The
     # draft goes out depth first, the better child first, so its likeliest branch is the
@@ -333,4 +393,4 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
         out.pathp[i + 1] = pathp[v]
         out.level[i + 1] = lev[v]
         out.bucket[i + 1] = bkt[v]
-    return best_k + 1, n_out + 1
+    return best_k + 1, n_out + 1, False
