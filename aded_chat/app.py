@@ -390,7 +390,9 @@ class ChatApp(App):
         self.query_one(PromptInput).clear()
         self.attached = []
         self._show_attached()
-        if self._saved(self.store.name_after, self.conv.id, text):
+        # titled after what was typed (or the files' names), not the fenced file text
+        title = typed if typed.strip() else ", ".join(f.name for f in files)
+        if self._saved(self.store.name_after, self.conv.id, title):
             self.conv = self.store.conversation(self.conv.id)
             self.sub_title = self.conv.title
             self._refresh_sidebar()

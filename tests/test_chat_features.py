@@ -188,6 +188,7 @@ async def test_read_attaches_a_file_that_the_answer_sees(tmp_path, session):
         assert user.content.startswith("File `greet.py` (45 B):\n```py\ndef greet(name):")
         assert user.content.endswith("```\n\nAdd a docstring.")
         assert app.last_stats.prompt_tokens > 40  # the file reached the model
+        assert app.conv.title == "Add a docstring."  # named after what was typed
         assert app.attached == [] and not app.query_one("#attached").display
         view = list(app.query(MessageView))[0]
         assert view.query_one("Collapsible").title == "greet.py · 45 B"
