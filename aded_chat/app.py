@@ -107,7 +107,6 @@ class Notice(UIMessage):
 PALETTE_ONLY = [
     ("Regenerate with the same settings and seed",
      "answer the last turn again exactly as it was made", "regenerate_same"),
-    ("Attach a file by path", "the same as typing /read PATH", "attach"),
 ]
 
 
@@ -691,10 +690,6 @@ class ChatApp(App):
                                            self.cfg.models_path), done)
 
     # -- clipboard, export, stats, help -----------------------------------------------
-
-    def _last_answer(self) -> str | None:
-        answers = [m for m in self.store.messages(self.conv.id) if m.role == "assistant"]
-        return answers[-1].content if answers else None
 
     def copy_text(self, text: str, what: str) -> None:
         """Copy to the system clipboard, else through the terminal; say which."""

@@ -25,11 +25,13 @@ class Attachment:
 
 
 def human_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB"):
         n /= 1000
-    return f"{n} B"
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
 
 
 def read_attachment(path: str | Path, max_bytes: int) -> Attachment:

@@ -41,8 +41,7 @@ def context(d: dict) -> str | None:
     size = d.get("n_ctx") or 0
     if not size:
         return None
-    used = d.get("prompt_tokens", 0) + d.get("tokens", 0)
-    reused = d.get("prompt_tokens", 0) - d.get("prompt_evaluated", 0)
+    used, reused = d.get("context_used", 0), d.get("prompt_reused", 0)
     return (f"ctx {gauge(used, size)} {used}/{size}"
             + (f", {reused} reused" if reused > 0 else ""))
 

@@ -160,6 +160,8 @@ class Store:
         except _Damaged as exc:
             self._move_aside(path, str(exc))
             self.db = self._open(path, False)
+        # the index is made only when the database is opened: asked once, not per search
+        self.indexed = _has_search_index(self.db)
 
     def _move_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
@@ -364,9 +366,7 @@ class Store:
         words = _WORD.findall(query)
         if not words:
             return []
-        with self._lock:
-            indexed = _has_search_index(self.db)
-        if not indexed:
+        if not self.indexed:
             where, args = _like_words(words)
             rows = self._read(
                 "SELECT m.id, m.conversation_id, c.title, m.role, m.created, m.content "

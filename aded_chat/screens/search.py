@@ -52,7 +52,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         with Vertical():
             yield Label("Search every conversation (words match as prefixes)")
             yield Input(self.query_text, placeholder="words to find…", id="query")
-            yield Label("", id="count")
+            yield Label("", id="count", markup=False)  # may say a StoreError (a path)
             yield OptionList(id="hits")
 
     def on_mount(self) -> None:

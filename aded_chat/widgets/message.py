@@ -10,6 +10,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message as UIMessage
 from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.widgets._markdown import MarkdownFence
@@ -90,8 +91,8 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Label(self._label(), id="role", markup=False)
-        dropped = (self.stats or {}).get("dropped_turns", 0)
-        yield Label(self._dropped_text(dropped), id="dropped", markup=False)
+        self._dropped = (self.stats or {}).get("dropped_turns", 0)
+        yield Label(self._dropped_text(self._dropped), id="dropped", markup=False)
         if self.role == "assistant":
             yield AnswerMarkdown(self.content)
             return
@@ -100,7 +101,8 @@ class MessageView(Vertical, can_focus=True):
             if name is None:
                 yield Static(text, classes="typed", markup=False)
             else:
-                with Collapsible(title=f"{name} · {size}", collapsed=True):
+                # a file name is plain text (a Collapsible parses a str title as markup)
+                with Collapsible(title=Content(f"{name} · {size}"), collapsed=True):
                     yield Static(text, markup=False)
 
     def on_mount(self) -> None:
@@ -120,7 +122,11 @@ class MessageView(Vertical, can_focus=True):
                 f"the model saw for this answer")
 
     def show_dropped(self, n: int) -> None:
-        """Say that old turns were left out to fit the context (n = 0: say nothing)."""
+        """Say that old turns were left out to fit the context (n = 0: say nothing).
+        Called with every streamed refresh: the label changes only when n does."""
+        if n == self._dropped:
+            return
+        self._dropped = n
         label = self.query_one("#dropped", Label)
         label.update(self._dropped_text(n))
         label.display = bool(n)

@@ -43,7 +43,7 @@ MIN_ROLLOUT_P = 0.05
 DRAFT_MARGIN = 0.1
 # How deep a copy chain may be drafted on its own, past the tree search's depth: a long
 # match in pasted text is copied for whole lines, and the tree search (a few dozen
-# simulations on a CPU, MAX_DEPTH deep) never reaches that far. llama.cpp's ngram modes
+# simulations on a CPU, search.max_depth deep) never reaches that far. llama.cpp's ngram modes
 # draft up to 64; the cost curve decides how much of this is worth verifying.
 LONG_COPY = 48
 # ... once the newest tokens match that many earlier ones: verbatim copying (a quote, a
