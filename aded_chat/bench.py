@@ -154,6 +154,7 @@ def run_session(session, messages, settings, *, speculative: bool, gaps=None,
            "median_host_ms": st.median_host_ms, "median_host_cpu_ms": st.median_host_cpu_ms,
            "mean_tree_nodes": st.drafted / st.steps + 1 if st.steps else 1.0,
            "redecoded_steps": sum(1 for _, again in st.batches_per_step if again),
+           "carried_tokens": st.carried,
            "prompt_tokens": st.prompt_tokens}
     if foreign_cost is not None and speculative:
         row["projected_speedup"] = projected_speedup(st, foreign_cost)

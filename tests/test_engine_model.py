@@ -146,16 +146,18 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
         tree = DraftTree(toks, parents, depths, np.ones(n, np.float32))
         if len(tree._children) != n - 1:
             continue
-        n_past = len(cache)
+        before = cache.tokens + cache.behind
         v = cache.verify(tree, sampler, 50, None, 0.0)
-        assert cache.tokens[n_past:] == [pending] + v.emitted[: v.kept - 1]
+        assert cache.tokens + cache.behind == before + [pending] + v.emitted[: v.kept - 1]
         pending = v.emitted[-1]
-    # continue from the cache...
-    cont = backend.decode(np.array([pending], np.int32),
-                          np.array([len(cache)], np.int32)).copy()
+    # continue from the cache (with any kept tokens it carries into the next batch)...
+    held = cache.tokens + cache.behind
+    cache.verify(DraftTree.root_only(pending), sampler, 1, None, 0.0)
+    cont = backend.logits_row(0).copy()
+    assert cache.tokens == held + [pending] and cache.behind == []
     # ...and from a fresh evaluation of the same tokens
     backend.kv_clear()
-    fresh = backend.prefill(cache.tokens + [pending], 0).copy()
+    fresh = backend.prefill(held + [pending], 0).copy()
     assert int(np.argmax(cont)) == int(np.argmax(fresh))
     assert np.max(np.abs(cont - fresh)) < 1.5
     sampler.close()
@@ -185,7 +187,7 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
         b.kv_clear()
         b.prefill(prompt, 0)
         sampler = Sampler(SamplingSettings(temperature=0.0), b)
-        n_past, i = len(prompt), 0
+        n_past, i, behind = len(prompt), 0, []
         while i + 3 < len(plain_tokens):
             right, then = plain_tokens[i + 1], plain_tokens[i + 2]
             wrong = (right + 1) % b.n_vocab
@@ -193,11 +195,16 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
             tree = DraftTree(np.array([plain_tokens[i], wrong, right, then], np.int32),
                              np.array([-1, 0, 0, 2], np.int32),
                              np.array([0, 1, 1, 2], np.int32), np.ones(4, np.float32))
-            v = verify_tree(b, tree, n_past, sampler, 50)
+            v = verify_tree(b, tree, n_past, sampler, 50, behind=behind)
             assert v.emitted == plain_tokens[i + 1: i + 4] and v.kept == 3
-            n_past += 3
+            # the kept branch's tokens after the hole go into the next batch, first
+            assert v.carried == len(behind) and v.behind == [right, then]
+            n_past += len(behind) + 3 - len(v.behind)
+            behind = v.behind
             i += 3
-        row = b.decode(np.array([plain_tokens[i]], np.int32), np.array([n_past], np.int32))
+        # the last step's carried tokens, then the next token, in one batch
+        toks = np.array([*behind, plain_tokens[i]], np.int32)
+        row = b.decode(toks, np.arange(n_past, n_past + len(toks), dtype=np.int32))
         assert np.array_equal(row[0], plain_logits[i])
         sampler.close()
     finally:

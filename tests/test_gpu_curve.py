@@ -44,7 +44,8 @@ def flat_session(tmp_path_factory):
 
 def assert_cache_is_plain(session: ChatSession) -> None:
     """Sequence 0 holds exactly the mirrored tokens at 0..n-1, no other sequence holds anything,
-    and the next token's logits equal those of a cache that plain decoding built from
+    and the next token's logits (after the kept tokens the cache carries into its next
+    batch, evaluated in that batch) equal those of a cache that plain decoding built from
     the same tokens (the prompt in one batch, then the answer one token at a time)."""
     b = session._backend
     mem = b._mem
@@ -53,17 +54,19 @@ def assert_cache_is_plain(session: ChatSession) -> None:
     assert llama_cpp.llama_memory_seq_pos_min(mem, 0) == 0
     for s in range(1, b.n_seq_max):
         assert llama_cpp.llama_memory_seq_pos_max(mem, s) == -1, s
-    probe = np.array([session._cache.tokens[-1]], np.int32)
-    after = b.decode(probe, np.array([n], np.int32))[0].copy()
-    toks = list(session._cache.tokens)
+    behind = list(session._cache.behind)
+    probe = session._cache.tokens[-1]
+    batch = np.array([*behind, probe], np.int32)
+    after = b.decode(batch, np.arange(n, n + len(batch), dtype=np.int32))[0].copy()
+    toks = list(session._cache.tokens) + behind
     n_prompt = session.last_stats.prompt_tokens
     session.reset()
     b.prefill(toks[:n_prompt], 0)
-    for i in range(n_prompt, n):
+    for i in range(n_prompt, len(toks)):
         b.decode(np.array([toks[i]], np.int32), np.array([i], np.int32))
-    fresh = b.decode(probe, np.array([n], np.int32))[0].copy()
-    b.kv_remove(0, n, -1)
-    session._cache.tokens = toks
+    fresh = b.decode(np.array([probe], np.int32), np.array([len(toks)], np.int32))[0].copy()
+    b.kv_remove(0, len(toks), -1)
+    session._cache.tokens, session._cache.behind = toks, []
     assert np.array_equal(after, fresh)
 
 
@@ -130,7 +133,7 @@ def test_greedy_on_a_flat_curve_is_plain_greedy_token_for_token(flat_session, mo
     monkeypatch.setattr(session_mod, "TIE_GAP", 0.0)
     s = flat_session
     long = SamplingSettings(temperature=0.0, max_tokens=200)
-    drafted = accepted = 0
+    drafted = accepted = carried = 0
     for text in PROMPTS:
         s.reset()
         _, plain, _ = s.answer(msgs(text), long, speculative=False)
@@ -139,8 +142,10 @@ def test_greedy_on_a_flat_curve_is_plain_greedy_token_for_token(flat_session, mo
         assert fast == plain, text
         drafted += st.drafted
         accepted += st.accepted
+        carried += st.carried
         assert_cache_is_plain(s)
     assert drafted > 2 * accepted > 0  # wide trees: far more drafted than kept
+    assert carried > 0  # kept side branches, evaluated again at the next batch's head
 
 
 def test_sampling_on_a_flat_curve_keeps_the_distribution(flat_session):

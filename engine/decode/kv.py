@@ -1,9 +1,11 @@
 """Sequence 0 of llama.cpp's KV cache and its mirror: the one owner of both.
 
 Invariant: sequence 0 holds exactly `tokens`, at positions 0..n-1, and no other
-sequence holds anything between steps. A new turn evaluates only the tokens after the
-longest common prefix; a verification step (engine.decode.verify) borrows the other
-sequences for the tree's branches and hands back sequence 0 with the kept branch.
+sequence holds anything between steps; `behind` follows them, kept but not yet in the
+cache (the next verification batch evaluates it first). A new turn evaluates only the
+tokens after the longest common prefix; a verification step (engine.decode.verify)
+borrows the other sequences for the tree's branches and hands back sequence 0 with the
+kept branch.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ class KvCache:
     def __init__(self, backend: LlamaBackend):
         self._backend = backend
         self.tokens: list[int] = []
+        self.behind: list[int] = []
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.tokens) + len(self.behind)
 
     @property
     def room(self) -> int:
         """Positions left in the context."""
-        return self._backend.n_ctx - len(self.tokens)
+        return self._backend.n_ctx - len(self)
 
     def bring_to(self, prompt: list[int],
                  progress: Callable[[int, int], None] | None = None) -> int:
@@ -38,6 +41,7 @@ class KvCache:
         called between chunks of a long evaluation and may raise PrefillCancelled: the
         chunks already evaluated stay (a retry reuses them). A failed or interrupted
         evaluation leaves the cache empty rather than unknown."""
+        self.behind = []  # never evaluated: the prompt's evaluation covers it
         reuse = common_prefix(self.tokens, prompt)
         if reuse == len(prompt):
             reuse -= 1  # the last token must be evaluated to get its logits
@@ -65,14 +69,20 @@ class KvCache:
     def verify(self, tree: DraftTree, sampler: Sampler, max_emit: int,
                logit_gaps: list[float] | None, tie_gap: float) -> Verified:
         """Verify a tree rooted at the newest chosen token (not yet in the cache) and keep
-        the root and the accepted branch."""
-        v = verify_tree(self._backend, tree, len(self.tokens), sampler, max_emit,
-                        logit_gaps, tie_gap)
-        if v.kept:
-            self.tokens.append(int(tree.tokens[0]))
-            self.tokens += v.emitted[: v.kept - 1]
+        the root and the accepted branch. A failed decode leaves the cache empty."""
+        try:
+            v = verify_tree(self._backend, tree, len(self.tokens), sampler, max_emit,
+                            logit_gaps, tie_gap, self.behind)
+        except BaseException:
+            self.clear()
+            raise
+        self.tokens += self.behind
+        kept = [int(tree.tokens[0]), *v.emitted[: v.kept - 1]] if v.kept else []
+        self.tokens += kept[: len(kept) - len(v.behind)]
+        self.behind = v.behind
         return v
 
     def clear(self) -> None:
         self._backend.kv_clear()
         self.tokens = []
+        self.behind = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..draft.cost import CostModel
-from ..draft.tree import DraftTree
+from ..draft.tree import MAX_TREE, DraftTree
 from ..errors import ContextOverflowError, PrefillCancelled
 from ..llama.backend import BackendInfo, LlamaBackend
 from ..llama.detok import StreamDecoder
@@ -44,7 +44,7 @@ class Speculator(Protocol):
     def begin(self, prompt: list[int]) -> None: ...
     def propose(self, history: list[int], room: int) -> DraftTree: ...
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
-              decode_s: float) -> None: ...
+              decode_s: float, batch: int) -> None: ...
     cost: CostModel  # what verifying n tokens costs, as the drafter plans with it
 
     def snapshot(self) -> object: ...
@@ -372,7 +372,9 @@ class ChatSession:
         t_step, cpu_step = time.perf_counter(), time.thread_time()
         decode_cpu0 = backend.decode_cpu_s
         if spec is not None and not ans.tied:
-            tree = spec.propose(ans.history, min(self._cache.room, backend.n_batch))
+            # the tokens behind share the batch, which stays within MAX_TREE rows
+            rows = min(backend.n_batch, MAX_TREE) - len(self._cache.behind)
+            tree = spec.propose(ans.history, min(self._cache.room, rows))
         else:
             tree = DraftTree.root_only(ans.pending)
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
@@ -383,16 +385,17 @@ class ChatSession:
         ans.n_out += len(emitted)
         ans.history += emitted
         if spec is not None:
-            spec.learn(ans.history, len(emitted), tree, v.accepted + 1, v.decode_s)
+            spec.learn(ans.history, len(emitted), tree, v.accepted + 1, v.decode_s,
+                       v.carried + v.nodes)
         step = StepStats(
             emitted=len(emitted), drafted=v.nodes - 1, accepted=v.accepted,
             decode_s=v.decode_s, host_s=time.perf_counter() - t_step - v.decode_s,
             host_cpu_s=(time.thread_time() - cpu_step
                         - (backend.decode_cpu_s - decode_cpu0)),
-            redecoded=v.redecoded,
+            redecoded=v.redecoded, carried=v.carried,
         )
         stats.add_step(step)
-        if step.drafted == 0:  # a plain step; a drafter's search time is not plain's
+        if step.drafted == 0 and not v.carried:  # a plain step (a search is not plain's)
             self._plain_steps.append(step.decode_s + (step.host_s if spec is None else 0.0))
             if stats.plain_tokens_per_s is None:  # the first answers: show it early
                 stats.plain_tokens_per_s = self.plain_tokens_per_s

@@ -18,6 +18,7 @@ class StepStats:
     host_s: float  # everything else in the step: drafting, learning, sampling, KV edits
     host_cpu_s: float = 0.0  # the same, in this thread's CPU time: blind to preemption
     redecoded: int = 0  # kept tokens evaluated again to keep the cache in position order
+    carried: int = 0  # ... and those evaluated at the head of this step's batch instead
 
 
 @dataclass
@@ -34,12 +35,14 @@ class AnswerStats:
     steps: int = 0
     drafted: int = 0
     accepted: int = 0
+    carried: int = 0  # kept tokens evaluated again at the head of the next step's batch
     llama_decode_s: float = 0.0
     host_s: float = 0.0
     host_s_per_step: list[float] = field(default_factory=list, repr=False)
     host_cpu_s_per_step: list[float] = field(default_factory=list, repr=False)
-    # each step's verification batches: the tree (root included) and a re-evaluation of
-    # kept tokens (0: none), to replay the answer's steps on another machine's cost curve
+    # each step's verification batches: the tree (root included, with any kept tokens
+    # carried from the step before) and a re-evaluation of kept tokens in a decode of
+    # its own (0: none), to replay the answer's steps on another machine's cost curve
     batches_per_step: list[tuple[int, int]] = field(default_factory=list, repr=False)
     finish_reason: str = ""
     dropped_turns: int = 0
@@ -64,13 +67,14 @@ class AnswerStats:
         self.tokens += step.emitted
         self.drafted += step.drafted
         self.accepted += step.accepted
+        self.carried += step.carried
         self.llama_decode_s += step.decode_s
         self.host_s += step.host_s
         self.host_s_per_step.append(step.host_s)
         self.host_cpu_s_per_step.append(step.host_cpu_s)
-        self.batches_per_step.append((step.drafted + 1, step.redecoded))
+        self.batches_per_step.append((step.drafted + 1 + step.carried, step.redecoded))
         self.tree_nodes_last = step.drafted
-        if step.drafted == 0:
+        if step.drafted == 0 and not step.carried:
             self.plain_step_s.append(step.decode_s)
 
     @property

@@ -18,7 +18,7 @@ speculative text is then plain decoding's, token for token.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,12 +30,16 @@ from ..llama.sampling import Sampler
 @dataclass
 class Verified:
     emitted: list[int]  # the model's tokens, in order
-    kept: int  # tree nodes now in sequence 0 of the cache (the root first)
+    kept: int  # tree nodes now kept (the root first): in the cache, or in `behind`
     accepted: int  # drafted tokens the model agreed with
     decode_s: float  # seconds inside llama_decode
     tie: bool  # stopped at a near-tie: the next step must decode one token alone
     nodes: int  # tree nodes evaluated (the root included)
-    redecoded: int  # kept tokens evaluated again to keep the cache in position order
+    redecoded: int  # kept tokens evaluated again, in a decode of their own
+    carried: int = 0  # the last step's `behind` tokens, evaluated first in this batch
+    # the last kept tokens, taken out of the cache to keep its cells in position order:
+    # the next batch evaluates them first (_restore_cell_order)
+    behind: list[int] = field(default_factory=list)
 
 
 def top2(row: np.ndarray) -> tuple[int, float]:
@@ -61,17 +65,26 @@ def verify_tree(
     max_emit: int,
     logit_gaps: list[float] | None = None,
     tie_gap: float = 0.0,
+    behind: list[int] | None = None,
 ) -> Verified:
-    """Evaluate tree at positions n_past + depth, walk it, and trim the cache to the kept
-    branch. A node whose top-2 logit gap is below tie_gap (for greedy decoding of a
-    batch) ends the walk before its successor is drawn; that node is then emitted (its
-    parent chose it) but not kept, so it is the next step's root.
+    """Evaluate `behind` at positions n_past.. and the tree after them, in one batch;
+    walk the tree and trim the cache to the kept branch. A node whose top-2 logit gap is
+    below tie_gap (for greedy decoding of a batch) ends the walk before its successor is
+    drawn; that node is then emitted (its parent chose it) but not kept, so it is the
+    next step's root.
 
-    On return the cache holds exactly the root and the kept drafted tokens. A tree with
-    more leaves than the context has KV sequences is cut to a prefix that fits."""
+    On return the cache holds `behind`, the root and the kept drafted tokens, but for
+    the last kept tokens when they are returned in Verified.behind for the next batch.
+    A tree with more leaves than the context has KV sequences is cut to a prefix that
+    fits."""
     tree = tree.within(backend.n_seq_max)
-    n = len(tree)
-    positions = tree.depths + np.int32(n_past)
+    behind = behind or []
+    n, b = len(tree), len(behind)
+    start = n_past + b  # the root's position
+    tokens, positions = tree.tokens, tree.depths + np.int32(start)
+    if b:
+        tokens = np.concatenate([np.asarray(behind, np.int32), tokens])
+        positions = np.concatenate([np.arange(n_past, start, dtype=np.int32), positions])
     seq_ids = n_seq = leaf_seq = None
     n_leaves = 1
     if n > 1:
@@ -79,9 +92,14 @@ def verify_tree(
         n_leaves = seq_ids.shape[1]
         for s in range(1, n_leaves):  # every branch attends to the whole context
             backend.kv_copy(0, s, -1, -1)
+        if b:  # ... behind included: its tokens are in every branch's sequence
+            every = np.broadcast_to(np.arange(n_leaves, dtype=np.int32), (b, n_leaves))
+            seq_ids = np.concatenate([every, seq_ids])
+            n_seq = np.concatenate([np.full(b, n_leaves, np.int32), n_seq])
+    want = np.ones(b + n, np.int8)
+    want[:b] = 0  # logits of the tree's nodes only: row i is node i, batch entry b + i
     t0 = time.perf_counter()
-    logits = backend.decode(tree.tokens, positions, seq_ids=seq_ids, n_seq=n_seq,
-                            logits=np.ones(n, np.int8))
+    logits = backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, logits=want)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
@@ -93,41 +111,49 @@ def verify_tree(
             argmax[node], gap = top2(logits[node])
             return gap >= tie_gap
     emitted, path = accept_walk(
-        tree, lambda node: sampler.sample(node, logits[node], argmax.get(node)),
+        tree, lambda node: sampler.sample(b + node, logits[node], argmax.get(node)),
         backend.is_eog, max_emit, trusted,
     )
     kept = len(emitted)  # the path, less a node the walk stopped at
+    tie = kept < len(path)
     if n_leaves > 1:  # keep the accepted branch's sequence, renamed to 0
         s = int(leaf_seq[path[-1]])
         if s != 0:
             backend.kv_keep(s)
             backend.kv_copy(s, 0, -1, -1)
         backend.kv_keep(0)
-    backend.kv_remove(0, n_past + kept, -1)
-    redecoded = 0
+    backend.kv_remove(0, start + kept, -1)
+    redecoded, left = 0, []
     if n_leaves > 1:  # (a chain's kept nodes are always its first entries)
-        redecoded, secs = _restore_cell_order(backend, tree, path[:kept], n_past)
+        # After a near-tie the next step decodes its root alone, as plain decoding
+        # does; evaluate the out-of-order tokens now rather than in that batch.
+        redecoded, left, secs = _restore_cell_order(backend, tree, path[:kept], start,
+                                                    defer=not tie)
         decode_s += secs
-    return Verified(emitted, kept, len(path) - 1, decode_s, kept < len(path), n, redecoded)
+    return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, redecoded, b, left)
 
 
 def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[int],
-                        n_past: int) -> tuple[int, float]:
-    """Keep the cache's cells in position order; returns the tokens evaluated again and
-    the seconds it took.
+                        n_past: int, defer: bool) -> tuple[int, list[int], float]:
+    """Keep the cache's cells in position order; returns (tokens evaluated again, tokens
+    left for the next batch, seconds it took).
 
     llama.cpp gives a batch's entries cells in batch order, and a later token takes the
     first free cell. When the kept branch is not the batch's first entries (a sibling
     that came earlier was rejected), its cells sit after a freed one, and the next token
     would fill that hole *before* them. Attention sums over cells in cell order, so the
     logits would then differ in the last bits from plain decoding's, which writes every
-    cell in order (BENCHMARKS.md). So the kept tokens after the first hole are evaluated
-    again, in order, into the cells from the hole on."""
+    cell in order (BENCHMARKS.md). So the kept tokens after the first hole are taken out
+    and evaluated again, in order, into the cells from the hole on: with `defer`, at the
+    head of the next step's batch (where a GPU verifies a batch for about the price of
+    one token, a decode of their own would cost a whole step), else now."""
     gap = next((i for i, node in enumerate(kept_path) if node != i), len(kept_path))
     if gap == len(kept_path):
-        return 0, 0.0
+        return 0, [], 0.0
     backend.kv_remove(0, n_past + gap, -1)
     tokens = tree.tokens[np.asarray(kept_path[gap:])]
+    if defer:
+        return 0, tokens.tolist(), 0.0
     t0 = time.perf_counter()
     backend.decode(tokens, np.arange(n_past + gap, n_past + len(kept_path), dtype=np.int32))
-    return len(tokens), time.perf_counter() - t0
+    return len(tokens), [], time.perf_counter() - t0

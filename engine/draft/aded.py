@@ -255,9 +255,10 @@ class AdedSpeculator:
                          o.pathp[:keep].astype(np.float32))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
-              decode_s: float) -> None:
+              decode_s: float, batch: int | None = None) -> None:
         """Learn the newly verified tokens, what they say about every searched node (drafted
-        or not), and the cost of the verified tree."""
+        or not), and the cost of the verified batch (`batch` tokens: the tree and any
+        kept tokens the verifier carried into it; default the tree)."""
         start = len(history) - n_new
         seq = np.asarray(history[max(0, start - 2):], np.int32)
         if len(self.learned) != start:  # a learn without its propose (tests, warm-up)
@@ -269,7 +270,7 @@ class AdedSpeculator:
         self.learned.n = start + n_new
         m.settle(inc, refused, seq)
         self._searched = 0
-        self.cost.observe(len(tree), decode_s)
+        self.cost.observe(batch or len(tree), decode_s)
         drafted = len(tree) > 1
         if n_new:  # (a step that stopped at a near-tie before its root says nothing)
             self._predicted = TRUST_MEMORY * self._predicted + (
