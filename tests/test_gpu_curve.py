@@ -43,17 +43,18 @@ def flat_session(tmp_path_factory):
 
 
 def assert_cache_is_plain(session: ChatSession) -> None:
-    """Sequence 0 holds exactly the mirrored tokens at 0..n-1, no other sequence holds anything,
-    and the next token's logits (after the kept tokens the cache carries into its next
-    batch, evaluated in that batch) equal those of a cache that plain decoding built from
-    the same tokens (the prompt in one batch, then the answer one token at a time)."""
+    """Every sequence holds exactly the mirrored tokens at 0..n-1 (a tree's branches
+    attend to the conversation through their own sequences), and the next token's
+    logits (after the kept tokens the cache carries into its next batch, evaluated in
+    that batch) equal those of a cache that plain decoding built from the same tokens
+    (the prompt in one batch, then the answer one token at a time)."""
     b = session._backend
     mem = b._mem
     n = len(session._cache.tokens)
-    assert llama_cpp.llama_memory_seq_pos_max(mem, 0) == n - 1
-    assert llama_cpp.llama_memory_seq_pos_min(mem, 0) == 0
-    for s in range(1, b.n_seq_max):
-        assert llama_cpp.llama_memory_seq_pos_max(mem, s) == -1, s
+    assert b.n_every == b.n_seq_max > 1
+    for s in range(b.n_seq_max):
+        assert llama_cpp.llama_memory_seq_pos_max(mem, s) == n - 1, s
+        assert llama_cpp.llama_memory_seq_pos_min(mem, s) == 0, s
     behind = list(session._cache.behind)
     probe = session._cache.tokens[-1]
     batch = np.array([*behind, probe], np.int32)
@@ -65,7 +66,7 @@ def assert_cache_is_plain(session: ChatSession) -> None:
     for i in range(n_prompt, len(toks)):
         b.decode(np.array([toks[i]], np.int32), np.array([i], np.int32))
     fresh = b.decode(np.array([probe], np.int32), np.array([len(toks)], np.int32))[0].copy()
-    b.kv_remove(0, len(toks), -1)
+    b.kv_remove(-1, len(toks), -1)
     session._cache.tokens, session._cache.behind = toks, []
     assert np.array_equal(after, fresh)
 

@@ -27,6 +27,6 @@ for size in (1, 2, 3, 4, 8, 16):
             t0 = time.perf_counter()
             b.decode(toks, pos, logits=want)
             runs.append(time.perf_counter() - t0)
-            b.kv_remove(0, ctx, -1)
+            b.kv_remove(-1, ctx, -1)
         print(f"{size:3d} tokens, logits {mode:4s}: min {min(runs) * 1e3:.2f} ms, "
               f"median {float(np.median(runs)) * 1e3:.2f} ms")

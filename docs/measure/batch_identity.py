@@ -34,7 +34,7 @@ for i in range(start, len(toks)):
     out = b.decode(np.array([toks[i]], np.int32), np.array([i], np.int32),
                    logits=np.ones(1, np.int8))
     single.append(out[0].copy())
-b.kv_remove(0, start, -1)
+b.kv_remove(-1, start, -1)
 diff = np.zeros(len(toks))
 for s in range(start, len(toks), batch):
     e = min(s + batch, len(toks))

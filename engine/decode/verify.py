@@ -73,8 +73,9 @@ def verify_tree(
     drawn; that node is then emitted (its parent chose it) but not kept, so it is the
     next step's root.
 
-    On return the cache holds `behind`, the root and the kept drafted tokens, but for
-    the last kept tokens when they are returned in Verified.behind for the next batch.
+    On return every sequence holds `behind`, the root and the kept drafted tokens, but
+    for the last kept tokens when they are returned in Verified.behind for the next
+    batch.
     A tree with more leaves than the context has KV sequences is cut to a prefix that
     fits."""
     tree = tree.within(backend.n_seq_max)
@@ -87,15 +88,18 @@ def verify_tree(
         positions = np.concatenate([np.arange(n_past, start, dtype=np.int32), positions])
     seq_ids = n_seq = leaf_seq = None
     n_leaves = 1
-    if n > 1:
+    if n > 1:  # one sequence per leaf; the committed text is already in all of them
         seq_ids, n_seq, leaf_seq = tree.sequences()
         n_leaves = seq_ids.shape[1]
-        for s in range(1, n_leaves):  # every branch attends to the whole context
-            backend.kv_copy(0, s, -1, -1)
-        if b:  # ... behind included: its tokens are in every branch's sequence
-            every = np.broadcast_to(np.arange(n_leaves, dtype=np.int32), (b, n_leaves))
-            seq_ids = np.concatenate([every, seq_ids])
-            n_seq = np.concatenate([np.full(b, n_leaves, np.int32), n_seq])
+        # `behind`, the root and the trunk (nodes above every leaf, a whole chain) go
+        # into every sequence: kept, they need no copying afterwards
+        every = backend.n_every
+        trunk = n_seq == n_leaves
+        head = np.empty((b + n, every), np.int32)
+        head[:] = np.arange(every, dtype=np.int32)
+        head[b:][~trunk, :n_leaves] = seq_ids[~trunk]
+        seq_ids = head
+        n_seq = np.concatenate([np.full(b, every, np.int32), np.where(trunk, every, n_seq)])
     want = np.ones(b + n, np.int8)
     want[:b] = 0  # logits of the tree's nodes only: row i is node i, batch entry b + i
     t0 = time.perf_counter()
@@ -116,13 +120,21 @@ def verify_tree(
     )
     kept = len(emitted)  # the path, less a node the walk stopped at
     tie = kept < len(path)
-    if n_leaves > 1:  # keep the accepted branch's sequence, renamed to 0
-        s = int(leaf_seq[path[-1]])
-        if s != 0:
-            backend.kv_keep(s)
-            backend.kv_copy(s, 0, -1, -1)
-        backend.kv_keep(0)
-    backend.kv_remove(0, start + kept, -1)
+    # Drop every node deeper than the kept path. The trunk (the root and the nodes above
+    # every leaf, alone at their depth) is in every sequence already; kept nodes below
+    # it leave their siblings' sequences and are copied into every other sequence.
+    backend.kv_remove(-1, start + kept, -1)
+    if n > 1 and kept > 1:
+        branched = next((d for d in range(1, kept) if n_seq[b + path[d]] != every), kept)
+        if branched < kept:
+            s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
+            lo, hi = start + branched, start + kept
+            for x in range(n_leaves):
+                if x != s:
+                    backend.kv_remove(x, lo, hi)
+            for x in range(every):
+                if x != s:
+                    backend.kv_copy(s, x, lo, hi)
     redecoded, left = 0, []
     if n_leaves > 1:  # (a chain's kept nodes are always its first entries)
         # After a near-tie the next step decodes its root alone, as plain decoding
@@ -150,7 +162,7 @@ def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[
     gap = next((i for i, node in enumerate(kept_path) if node != i), len(kept_path))
     if gap == len(kept_path):
         return 0, [], 0.0
-    backend.kv_remove(0, n_past + gap, -1)
+    backend.kv_remove(-1, n_past + gap, -1)
     tokens = tree.tokens[np.asarray(kept_path[gap:])]
     if defer:
         return 0, tokens.tolist(), 0.0

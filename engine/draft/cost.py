@@ -125,7 +125,7 @@ class CostModel:
                 t0 = time.perf_counter()
                 backend.decode(toks, pos, logits=np.ones(size, np.int8))
                 runs.append(time.perf_counter() - t0)
-                backend.kv_remove(0, context, -1)
+                backend.kv_remove(-1, context, -1)
             sizes.append(size)
             secs.append(float(min(runs)))
             if secs[-1] >= STEP_TOKENS_MAX * secs[0]:

@@ -283,6 +283,11 @@ class LlamaBackend:
         for tok in range(self.n_vocab):
             if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
                 self._eog[tok] = True
+        # Every decode without a sequence list writes its tokens into every sequence: the
+        # committed text is in all of them (engine.decode.kv), so a tree's branches attend
+        # to it without a copy per branch, which costs context x branches (BENCHMARKS.md).
+        # (A recurrent model's state is per sequence, and it drafts no trees: sequence 0.)
+        self.n_every = n_seq_max if self.partial_kv_removal else 1
         self._alloc_batch(n_batch, n_seq_max)
 
         offloaded = _recent_log(r"offloaded (\d+)/(\d+) layers")
@@ -382,6 +387,7 @@ class LlamaBackend:
         self._b_nseq = np.zeros(cap, dtype=np.int32)
         self._b_seq = np.zeros((cap, n_seq), dtype=np.int32)
         self._b_logits = np.zeros(cap, dtype=np.int8)
+        self._every = np.arange(self.n_every, dtype=np.int32)
         i32p = ctypes.POINTER(ctypes.c_int32)
         row = self._b_seq.strides[0]
         base = self._b_seq.ctypes.data
@@ -409,7 +415,8 @@ class LlamaBackend:
         """Evaluate one batch; return the logits of the entries that asked for them,
         as a (n_outputs, n_vocab) view valid until the next decode.
 
-        seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: seq 0).
+        seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: every
+        sequence, `n_every` of them).
         """
         n = len(tokens)
         if n == 0 or n > self._cap:
@@ -417,8 +424,8 @@ class LlamaBackend:
         self._b_tok[:n] = tokens
         self._b_pos[:n] = positions
         if seq_ids is None:
-            self._b_nseq[:n] = 1
-            self._b_seq[:n, 0] = 0
+            self._b_nseq[:n] = self.n_every
+            self._b_seq[:n, : self.n_every] = self._every
         else:
             self._b_nseq[:n] = n_seq
             self._b_seq[:n, : seq_ids.shape[1]] = seq_ids
@@ -478,6 +485,7 @@ class LlamaBackend:
     # -- KV memory --------------------------------------------------------------------
 
     def kv_remove(self, seq: int, p0: int, p1: int = -1) -> bool:
+        """Take positions p0..p1 (-1: to the end) out of sequence `seq` (-1: all)."""
         return bool(llama_cpp.llama_memory_seq_rm(self._mem, seq, p0, p1))
 
     def kv_copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:

@@ -32,7 +32,7 @@ def measure(backend: LlamaBackend, sizes: list[int], context: int, reps: int) ->
             t0 = time.perf_counter()
             backend.decode(toks, pos, logits=np.ones(n, np.int8))
             runs.append(time.perf_counter() - t0)
-            backend.kv_remove(0, context, -1)
+            backend.kv_remove(-1, context, -1)
         secs[str(n)] = float(min(runs[1:]))
     backend.kv_clear()
     return secs
