@@ -28,6 +28,7 @@ import numpy as np
 from aded_chat.engine.decode.session import ChatSession
 from aded_chat.engine.draft.aded import AdedSpeculator
 from aded_chat.engine.draft.cost import CostModel, load_or_measure
+from aded_chat.engine.draft.tree import MAX_TREE
 from aded_chat.engine.llama.backend import LlamaBackend
 from aded_chat.engine.llama.models import embedded_model_path
 
@@ -63,7 +64,7 @@ def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separat
     history = prompt.tolist() + [int(answer[0])]
     j, steps, spent, behind = 1, 0, 0.0, 0  # answer[j]: the next token to produce
     while j < len(answer):
-        tree = spec.propose(history, 63 - behind)
+        tree = spec.propose(history, MAX_TREE - behind)  # as the decode loop's room
         path = [0]
         while j + len(path) - 1 < len(answer):
             kids = np.flatnonzero(tree.parents == path[-1])

@@ -1,4 +1,4 @@
-"""Sequence 0 of llama.cpp's KV cache and its mirror: the one owner of both.
+"""llama.cpp's KV cache and its mirror: the one owner of both.
 
 Invariant: between steps every sequence (the backend's `n_every`) holds exactly
 `tokens`, at positions 0..n-1; `behind` follows them, kept but not yet in the cache

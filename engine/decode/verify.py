@@ -86,7 +86,7 @@ def verify_tree(
     if b:
         tokens = np.concatenate([np.asarray(behind, np.int32), tokens])
         positions = np.concatenate([np.arange(n_past, start, dtype=np.int32), positions])
-    seq_ids = n_seq = leaf_seq = None
+    seq_ids = n_seq = leaf_seq = trunk = None
     n_leaves = 1
     if n > 1:  # one sequence per leaf; the committed text is already in all of them
         seq_ids, n_seq, leaf_seq = tree.sequences()
@@ -125,7 +125,7 @@ def verify_tree(
     # it leave their siblings' sequences and are copied into every other sequence.
     backend.kv_remove(-1, start + kept, -1)
     if n > 1 and kept > 1:
-        branched = next((d for d in range(1, kept) if n_seq[b + path[d]] != every), kept)
+        branched = next((d for d in range(1, kept) if not trunk[path[d]]), kept)
         if branched < kept:
             s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
             lo, hi = start + branched, start + kept

@@ -463,7 +463,7 @@ class LlamaBackend:
 
     def prefill(self, tokens: list[int], start: int,
                 after_chunk: Callable[[int], None] | None = None) -> np.ndarray:
-        """Evaluate tokens at positions start.. in sequence 0, in n_batch chunks;
+        """Evaluate tokens at positions start.. (in every sequence), in n_batch chunks;
         return the logits of the last one (shape (1, n_vocab)). after_chunk(done) is
         called after each chunk but the last (it may raise to stop: what was evaluated
         stays in the cache)."""
