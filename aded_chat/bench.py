@@ -154,7 +154,7 @@ def run_session(session, messages, settings, *, speculative: bool, gaps=None,
            "median_host_ms": st.median_host_ms, "median_host_cpu_ms": st.median_host_cpu_ms,
            "mean_tree_nodes": st.drafted / st.steps + 1 if st.steps else 1.0,
            "redecoded_steps": sum(1 for _, again in st.batches_per_step if again),
-           "carried_tokens": st.carried,
+           "carried_tokens": st.carried, "near_tie_stops": st.near_ties,
            "prompt_tokens": st.prompt_tokens}
     if foreign_cost is not None and speculative:
         row["projected_speedup"] = projected_speedup(st, foreign_cost)
@@ -282,7 +282,7 @@ def run_bench(cfg, args) -> int:
     # a bench starts from the corpus prior (or --drafter-state), never from what earlier
     # chats taught the drafter, and leaves the app's learned file alone
     session = open_model(cfg, model=args.model, verbose=args.verbose, cost_curve=curve,
-                         remember=False)
+                         remember=False, guard_near_ties=args.guard_near_ties or None)
     ready_s = time.perf_counter() - t0
     if "aded" in methods and not session.speculator_ready:
         raise UsageError(session.speculator_error or "the ADED drafter is not available")
@@ -323,7 +323,8 @@ def run_bench(cfg, args) -> int:
         "machine": machine(), "ready_seconds": ready_s,
         "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
                      "pld_draft_tokens": PLD_DRAFT_TOKENS, "threads": info.n_threads,
-                     "gpu_layers": info.gpu_layers, "kv_cache": info.kv_cache},
+                     "gpu_layers": info.gpu_layers, "kv_cache": info.kv_cache,
+                     "exact_batches": session.exact_batches},
         "prompts": results,
         "geomean_speedup_vs_plain": _geomeans(results, methods),
     }
@@ -427,10 +428,12 @@ def format_report(report: dict, methods: list[str]) -> str:
                      f"{speedup(report['plain_vs_llama_cpp_python'])}, same text: "
                      f"{report['llama_cpp_python_plain_same_text']}")
     if "aded_identical_rate" in report:
+        exact_batches = report["settings"].get("exact_batches")
         extra.append(f"aded identical to plain: {100 * report['aded_identical_rate']:.0f}% | "
                      f"median host overhead {report['aded_median_host_ms']:.3f} ms/step "
                      f"({report['aded_median_host_cpu_ms']:.3f} ms CPU) | "
-                     f"tri-gram table {report['trigram_mb']:.1f} MB")
+                     f"tri-gram table {report['trigram_mb']:.1f} MB | greedy near-tie "
+                     f"guard {'off (batches exact)' if exact_batches else 'on'}")
     if "projected_speedup" in report:
         proj = report["projected_speedup"]
         extra.append(

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--llama-server", metavar="PATH", help="the llama-server binary for "
                        "llama-server:* methods (default: on PATH, else the one "
                        "docs/measure/build_llama_server.sh built)")
+    bench.add_argument("--guard-near-ties", action="store_true",
+                       help="stop greedy verification at near-ties even where batches are "
+                            "exact, as on a GPU (what that costs, on a foreign curve)")
     bench.add_argument("--max-tokens", type=int, default=256)
     bench.add_argument("--temperature", type=float, default=0.0)
     bench.add_argument("--repeat", type=int, default=1, help="runs per prompt (median)")

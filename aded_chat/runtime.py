@@ -26,17 +26,20 @@ def open_model(
     reserve_core: bool = False,
     cost_curve: CostModel | None = None,
     remember: bool = True,
+    guard_near_ties: bool | None = None,
 ) -> ChatSession:
     """Load the configured model (or `model`: a path or a name in the models folder) and,
     unless drafter is off, its ADED drafter. reserve_core leaves a core to the UI when
     the config does not set threads; cost_curve replaces this machine's measured one.
     remember (with the config's learn_across_runs) keeps what the drafter learns in the
-    cache folder, per model, and starts from it next time."""
+    cache folder, per model, and starts from it next time. guard_near_ties=True keeps
+    greedy verification's near-tie guard on where batches are exact too (as a GPU
+    needs it: the bench measures what it costs)."""
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     return open_session(path, SessionOptions(
         n_ctx=cfg.n_ctx, n_gpu_layers=cfg.gpu_layers, threads=cfg.threads or None,
         reserve_core=reserve_core, kv_cache=cfg.kv_cache, verbose=verbose, drafter=drafter,
         wait_for_drafter=wait_for_drafter, cost_curve=cost_curve, corpus=corpus_files(),
-        cache_dir=cache_dir(),
+        cache_dir=cache_dir(), guard_near_ties=guard_near_ties,
         learned_dir=cache_dir() / "learned" if remember and cfg.learn_across_runs else None,
     ))

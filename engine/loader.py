@@ -1,7 +1,8 @@
 """The engine's one way in: a model file and options in, a ready ChatSession out.
 
-It loads the backend, reads or measures the verification cost curve (before the
-drafter exists, since measuring uses the context), and builds the ADED drafter on a
+It loads the backend, reads or measures the verification cost curve and whether its
+batches are exact (before the drafter exists, since measuring uses the context), and
+builds the ADED drafter on a
 thread, so a chat can open as soon as the model is loaded.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .decode.exact import load_or_probe
 from .decode.session import ChatSession
 from .draft.cost import CostModel, load_or_measure
 from .draft.memory import learned_path
@@ -30,6 +32,9 @@ class SessionOptions:
     corpus: tuple[Path, ...] = ()  # text files whose tri-grams are the drafter's prior
     cache_dir: Path | None = None  # the prior and the measured curve, per model file
     learned_dir: Path | None = None  # what the drafter learned, kept across runs (None: not)
+    # greedy near-tie guard: None where batches are not exact (engine.decode.exact);
+    # True on every step, as a GPU must (to measure what that costs)
+    guard_near_ties: bool | None = None
 
 
 def read_cost_curve(spec: str | None) -> CostModel | None:
@@ -48,6 +53,7 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
                            kv_cache=o.kv_cache, verbose=o.verbose)
     session = ChatSession(backend)
     if o.drafter:
+        session.exact_batches = not o.guard_near_ties and load_or_probe(backend, o.cache_dir)
         cost = o.cost_curve if o.cost_curve is not None else load_or_measure(backend,
                                                                               o.cache_dir)
 

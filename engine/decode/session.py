@@ -30,7 +30,8 @@ DEFAULT_SETTINGS = SamplingSettings()
 PLAIN_WINDOW = 64  # one-token steps behind the plain rate
 # Greedy verification treats a top-2 logit gap below this as a tie that a batch's
 # slightly different arithmetic may have decided (engine.decode.verify); the divergences
-# from plain decoding measured in BENCHMARKS.md were at gaps of 0.002-0.16.
+# from plain decoding measured in BENCHMARKS.md were at gaps of 0.002-0.16. Not applied
+# where batches are computed exactly as single tokens are (engine.decode.exact).
 TIE_GAP = 0.25
 PLAIN_MIN_STEPS = 8
 # What the drafter learned is written after an answer at most this often (and at close):
@@ -106,6 +107,9 @@ class ChatSession:
         self._learned_saved = time.monotonic()
         self._learned_dirty = False
         self._identity: dict | None = None  # model_identity, read once when first asked
+        # batches give each row the logits one token would (engine.decode.exact): greedy
+        # verification needs no near-tie guard; the loader sets it from a probe
+        self.exact_batches = False
 
     # -- what is loaded ---------------------------------------------------------------
 
@@ -128,7 +132,8 @@ class ChatSession:
                 "settings": {**settings.as_dict(), "seed": stats.seed},
                 "engine": {"backend": info.offload, "kv_cache": info.kv_cache,
                            "threads": info.n_threads, "n_ctx": info.n_ctx,
-                           "speculative": stats.speculative}}
+                           "speculative": stats.speculative,
+                           "exact_batches": self.exact_batches}}
 
     # -- the drafter ------------------------------------------------------------------
 
@@ -377,8 +382,9 @@ class ChatSession:
             tree = spec.propose(ans.history, min(self._cache.room, rows))
         else:
             tree = DraftTree.root_only(ans.pending)
+        guard = ans.settings.greedy and not self.exact_batches
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
-                               ans.logit_gaps, TIE_GAP if ans.settings.greedy else 0.0)
+                               ans.logit_gaps, TIE_GAP if guard else 0.0)
         emitted, ans.tied = v.emitted, v.tie
         if emitted:
             ans.pending = emitted[-1]
@@ -392,7 +398,7 @@ class ChatSession:
             decode_s=v.decode_s, host_s=time.perf_counter() - t_step - v.decode_s,
             host_cpu_s=(time.thread_time() - cpu_step
                         - (backend.decode_cpu_s - decode_cpu0)),
-            redecoded=v.redecoded, carried=v.carried,
+            redecoded=v.redecoded, carried=v.carried, near_tie=v.tie,
         )
         stats.add_step(step)
         if step.drafted == 0 and not v.carried:  # a plain step (a search is not plain's)

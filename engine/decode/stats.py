@@ -19,6 +19,7 @@ class StepStats:
     host_cpu_s: float = 0.0  # the same, in this thread's CPU time: blind to preemption
     redecoded: int = 0  # kept tokens evaluated again to keep the cache in position order
     carried: int = 0  # ... and those evaluated at the head of this step's batch instead
+    near_tie: bool = False  # stopped at a near-tie: the next step decodes one token alone
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AnswerStats:
     drafted: int = 0
     accepted: int = 0
     carried: int = 0  # kept tokens evaluated again at the head of the next step's batch
+    near_ties: int = 0  # steps the greedy near-tie guard stopped (engine.decode.exact)
     llama_decode_s: float = 0.0
     host_s: float = 0.0
     host_s_per_step: list[float] = field(default_factory=list, repr=False)
@@ -68,6 +70,7 @@ class AnswerStats:
         self.drafted += step.drafted
         self.accepted += step.accepted
         self.carried += step.carried
+        self.near_ties += step.near_tie
         self.llama_decode_s += step.decode_s
         self.host_s += step.host_s
         self.host_s_per_step.append(step.host_s)

@@ -1,0 +1,89 @@
+"""Whether this context computes a verification batch exactly as it computes one token.
+
+Greedy verification guards near-ties (engine.decode.verify): where a batch's logits may
+differ from plain decoding's in the last bits, a node whose top two logits nearly tie
+ends the walk and its successor is left to a one-token decode. That guard is exactness
+bought with speed: on a flat, GPU-like curve it cost 18% of the tokens per step (the
+repo's 20 prompts: 2.87 -> 2.43), every tie a whole step for one token. Where batches
+are computed bit for bit as single tokens are, it buys nothing, so it is dropped there.
+
+Which contexts those are is read from llama.cpp (BENCHMARKS.md, "Where a batch's logits
+differ"): on a CPU, an F16 cache with two or more threads splits a single token's
+flash attention over 512+ cells across the threads (a batch never splits), so it is
+never exact past 256 cached tokens; the weights decide the rest (K-quant and Q4_0 models
+switch to a tiled matmul for batches of eight rows and more). The weights' part is
+measured: a chain of tokens decoded one at a time and then in batches of the sizes a
+tree uses, after a context past the 256-cell boundary, every logit compared bit for
+bit. A GPU's batch kernels differ from one token's; it keeps the guard unprobed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..draft.tree import MAX_TREE
+from ..llama.backend import LlamaBackend
+from ..llama.models import file_identity
+
+PROBE_CONTEXT = 272  # past the 256-cell boundary at which the KV view grows
+PROBE_SIZES = (2, 4, 8, 9, 16, 32, MAX_TREE)
+PROBE_VERSION = 1
+
+
+def splits_single_token_attention(backend: LlamaBackend) -> bool:
+    """An F16 cache with two or more threads: one token's attention is summed in another
+    order than a batch's once the cache passes 256 cells."""
+    return backend.info.kv_cache == "f16" and backend.n_threads > 1
+
+
+def probe(backend: LlamaBackend) -> bool:
+    """True when batches of every PROBE_SIZES size give each row exactly the logits that
+    decoding its tokens one at a time gives. Leaves the cache empty."""
+    if backend.info.gpu_layers > 0 or splits_single_token_attention(backend):
+        return False
+    rng = np.random.default_rng(0)
+    vocab = backend.n_vocab
+    context = rng.integers(0, vocab, PROBE_CONTEXT, dtype=np.int32)
+    chain = rng.integers(0, vocab, max(PROBE_SIZES), dtype=np.int32)
+    try:
+        backend.kv_clear()
+        backend.prefill(list(context), 0)
+        single = np.empty((len(chain), vocab), np.float32)
+        for i, tok in enumerate(chain):
+            pos = PROBE_CONTEXT + i
+            single[i] = backend.decode(np.array([tok], np.int32), np.array([pos], np.int32))[0]
+        for size in PROBE_SIZES:
+            backend.kv_remove(-1, PROBE_CONTEXT, -1)
+            rows = backend.decode(chain[:size],
+                                  np.arange(PROBE_CONTEXT, PROBE_CONTEXT + size, dtype=np.int32),
+                                  logits=np.ones(size, np.int8))
+            if not np.array_equal(rows, single[:size]):
+                return False
+        return True
+    finally:
+        backend.kv_clear()
+
+
+def load_or_probe(backend: LlamaBackend, cache: Path | None) -> bool:
+    """The cached answer for this model file, threads, offload and KV cache type, else a
+    fresh probe (about a second on the embedded model), saved for the next start."""
+    path = None
+    if cache is not None:
+        info = backend.info
+        path = cache / (f"exact{PROBE_VERSION}-{file_identity(Path(info.model_path))}"
+                        f"-t{backend.n_threads}-g{info.gpu_layers}-kv{info.kv_cache}.json")
+        try:
+            return bool(json.loads(path.read_text())["exact"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    exact = probe(backend)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"exact": exact}))
+        except OSError:
+            pass
+    return exact
