@@ -212,3 +212,25 @@ def test_long_copies_that_miss_stop_being_drafted():
     assert depths[0] > spec.max_depth
     assert spec.copy_trust < 0.5
     assert len(spec.propose(history, room=64)) - 1 < depths[0]
+
+
+def test_the_compiled_leaf_sequences_are_the_tree_s_own():
+    """The drafter hands the verifier each tree's KV sequences computed in Numba
+    (mcts.leaf_sequences); they must be exactly what DraftTree.sequences computes."""
+    from aded_chat.engine.draft.mcts import leaf_sequences
+
+    rng = np.random.default_rng(7)
+    for n in [1, 2, 3, 8, 33, MAX_TREE]:
+        for _ in range(20):
+            parents = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, n)], np.int32)
+            depths = np.zeros(n, np.int32)
+            for i in range(1, n):
+                depths[i] = depths[parents[i]] + 1
+            plain = DraftTree(np.arange(n, dtype=np.int32), parents, depths,
+                              np.ones(n, np.float32))
+            fast = leaf_sequences(parents)
+            for want, got in zip(plain.sequences(), fast, strict=True):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+    spec = trained(GPU, REPEAT)
+    tree = spec.propose([9, 10], room=64)
+    assert tree.layout is not None and len(tree) > 2

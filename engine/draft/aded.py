@@ -21,7 +21,15 @@ from . import memory
 from .acceptance import AcceptanceModel, observe_tree
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
-from .mcts import LONG_COPY, Conversation, Search, SearchOut, Unigrams, mcts_draft
+from .mcts import (
+    LONG_COPY,
+    Conversation,
+    Search,
+    SearchOut,
+    Unigrams,
+    leaf_sequences,
+    mcts_draft,
+)
 from .tree import DraftTree
 from .trigram import TrigramModel, prior_rows
 from .trigram import learn as learn_trigrams
@@ -251,8 +259,9 @@ class AdedSpeculator:
             self._root.tokens[0] = history[-1]
             return self._root
         o = self._out
-        return DraftTree(o.tok[:keep].copy(), o.parent[:keep].copy(), o.depth[:keep].copy(),
-                         o.pathp[:keep].astype(np.float32))
+        parents = o.parent[:keep].copy()
+        return DraftTree(o.tok[:keep].copy(), parents, o.depth[:keep].copy(),
+                         o.pathp[:keep].astype(np.float32), layout=leaf_sequences(parents))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float, batch: int | None = None) -> None:

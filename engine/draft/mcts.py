@@ -152,6 +152,42 @@ def worth_searching(q_best, cost, limit, trust):
 
 
 @nb.njit(cache=True)
+def leaf_sequences(parent):
+    """DraftTree.sequences for the tree whose parents these are, in one compiled call
+    (the NumPy version's dozen calls cost more with caches cold after a decode): one KV
+    sequence per leaf, leaves numbered in node order; row i lists the leaves below node
+    i in ascending order, then the rest."""
+    k = parent.shape[0]
+    has_child = np.zeros(k, np.bool_)
+    for i in range(1, k):
+        has_child[parent[i]] = True
+    n_leaves = k - np.count_nonzero(has_child)
+    member = np.zeros((k, n_leaves), np.bool_)
+    leaf = 0
+    for i in range(k):
+        if not has_child[i]:
+            v = i
+            while v >= 0:
+                member[v, leaf] = True
+                v = parent[v]
+            leaf += 1
+    seq_ids = np.empty((k, n_leaves), np.int32)
+    n_seq = np.empty(k, np.int32)
+    for i in range(k):
+        c = 0
+        for j in range(n_leaves):
+            if member[i, j]:
+                seq_ids[i, c] = j
+                c += 1
+        n_seq[i] = c
+        for j in range(n_leaves):
+            if not member[i, j]:
+                seq_ids[i, c] = j
+                c += 1
+    return seq_ids, n_seq, seq_ids[:, 0].copy()
+
+
+@nb.njit(cache=True)
 def _depth_first(order, k, par, n, out):
     """out[:k] = the first k nodes of `order` (a ranking in which parents come before
     their children) in depth-first order, each node's children in ranking order."""

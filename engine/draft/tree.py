@@ -28,6 +28,9 @@ class DraftTree:
     depths: np.ndarray  # int32 [n], 0 for the root
     probs: np.ndarray  # float32 [n], drafter's probability that the path to the node is kept
     _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    # sequences(), when the drafter has already computed it (engine.draft.mcts)
+    layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None,
+                                                                     repr=False)
 
     def __post_init__(self) -> None:
         # (.tolist() first: a comprehension over NumPy scalars costs ~1 us a node, which a
@@ -85,6 +88,8 @@ class DraftTree:
     def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(seq_ids [n, L], n_seq [n], leaf_seq [n]): KV sequence membership per node,
         one sequence per leaf; leaf_seq[i] is one sequence that passes through node i."""
+        if self.layout is not None:
+            return self.layout
         n = len(self)
         has_child = np.zeros(n, np.bool_)
         has_child[self.parents[1:]] = True
