@@ -211,6 +211,54 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
         b.close()
 
 
+@pytest.mark.parametrize("row_s, deferred", [(0.0, True), (1.0, False)])
+def test_kept_nodes_below_a_branching_reach_every_sequence(row_s, deferred):
+    """A kept branch below a branching is in its own leaf's sequence only. Where a
+    batch's rows cost little (row_s, a flat GPU curve) its tokens are evaluated again at
+    the head of the next batch; where they cost much, they are copied into every other
+    sequence. Either way, with one thread the next logits are plain decoding's bit for
+    bit, and every sequence ends up holding the same positions."""
+    from aded_chat.engine.decode.verify import verify_tree
+
+    b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=1)
+    try:
+        s = ChatSession(b)
+        prompt = s.prompt_tokens(ask("Name the planets of the solar system."))
+        b.prefill(prompt, 0)
+        plain_tokens, plain_logits = [], []
+        tok = int(np.argmax(b.logits_row(-1)))
+        for i in range(16):
+            plain_tokens.append(tok)
+            row = b.decode(np.array([tok], np.int32), np.array([len(prompt) + i], np.int32))
+            plain_logits.append(row[0].copy())
+            tok = int(np.argmax(row[0]))
+        b.kv_clear()
+        b.prefill(prompt, 0)
+        sampler = Sampler(SamplingSettings(temperature=0.0), b)
+        n_past, i, behind = len(prompt), 0, []
+        while i + 3 < len(plain_tokens):
+            right, then = plain_tokens[i + 1], plain_tokens[i + 2]
+            wrong = (right + 1) % b.n_vocab
+            # batch order: root, the right child, its right child, then a wrong sibling
+            tree = DraftTree(np.array([plain_tokens[i], right, then, wrong], np.int32),
+                             np.array([-1, 0, 1, 0], np.int32),
+                             np.array([0, 1, 2, 1], np.int32), np.ones(4, np.float32))
+            v = verify_tree(b, tree, n_past, sampler, 50, behind=behind, row_s=row_s)
+            assert v.emitted == plain_tokens[i + 1: i + 4] and v.kept == 3
+            assert v.behind == ([right, then] if deferred else []) and v.redecoded == 0
+            n_past += len(behind) + 3 - len(v.behind)
+            behind = v.behind
+            ends = {llama_cpp.llama_memory_seq_pos_max(b._mem, x) for x in range(b.n_every)}
+            assert ends == {n_past - 1}
+            i += 3
+        toks = np.array([*behind, plain_tokens[i]], np.int32)
+        row = b.decode(toks, np.arange(n_past, n_past + len(toks), dtype=np.int32))
+        assert np.array_equal(row[-1], plain_logits[i])
+        sampler.close()
+    finally:
+        b.close()
+
+
 def test_cost_calibration_on_the_real_model(backend):
     """The load-time calibration yields a usable table: positive, non-decreasing in the
     batch size, and it leaves the cache empty for the conversation."""

@@ -214,10 +214,10 @@ def test_long_copies_that_miss_stop_being_drafted():
     assert len(spec.propose(history, room=64)) - 1 < depths[0]
 
 
-def test_the_compiled_leaf_sequences_are_the_tree_s_own():
-    """The drafter hands the verifier each tree's KV sequences computed in Numba
-    (mcts.leaf_sequences); they must be exactly what DraftTree.sequences computes."""
-    from aded_chat.engine.draft.mcts import leaf_sequences
+def test_the_compiled_batch_layout_is_the_tree_s_own():
+    """The drafter hands the verifier each tree's KV sequence layout computed in Numba
+    (mcts.batch_layout); it must be exactly what DraftTree.batch_layout computes."""
+    from aded_chat.engine.draft.mcts import batch_layout
 
     rng = np.random.default_rng(7)
     for n in [1, 2, 3, 8, 33, MAX_TREE]:
@@ -228,9 +228,14 @@ def test_the_compiled_leaf_sequences_are_the_tree_s_own():
                 depths[i] = depths[parents[i]] + 1
             plain = DraftTree(np.arange(n, dtype=np.int32), parents, depths,
                               np.ones(n, np.float32))
-            fast = leaf_sequences(parents)
-            for want, got in zip(plain.sequences(), fast, strict=True):
-                assert got.dtype == want.dtype and np.array_equal(got, want)
+            every = max(plain.leaves(), int(rng.integers(1, MAX_TREE)))
+            want = plain.batch_layout(every)
+            got = batch_layout(parents, every)
+            assert got[4] == want[4]
+            for w, g in zip(want[:4], got[:4], strict=True):
+                assert g.dtype == w.dtype and np.array_equal(g, w)
+            # the trunk is in every sequence, the rest in their own leaves' sequences
+            assert np.array_equal(want[1] == every, want[3])
     spec = trained(GPU, REPEAT)
     tree = spec.propose([9, 10], room=64)
     assert tree.layout is not None and len(tree) > 2

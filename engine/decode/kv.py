@@ -69,12 +69,14 @@ class KvCache:
         return todo
 
     def verify(self, tree: DraftTree, sampler: Sampler, max_emit: int,
-               logit_gaps: list[float] | None, tie_gap: float) -> Verified:
+               logit_gaps: list[float] | None, tie_gap: float,
+               row_s: float | None = None) -> Verified:
         """Verify a tree rooted at the newest chosen token (not yet in the cache) and keep
-        the root and the accepted branch. A failed decode leaves the cache empty."""
+        the root and the accepted branch (row_s: engine.decode.verify.verify_tree). A
+        failed decode leaves the cache empty."""
         try:
             v = verify_tree(self._backend, tree, len(self.tokens), sampler, max_emit,
-                            logit_gaps, tie_gap, self.behind)
+                            logit_gaps, tie_gap, self.behind, row_s)
         except BaseException:
             self.clear()
             raise

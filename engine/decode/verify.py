@@ -26,6 +26,12 @@ from ..draft.tree import DraftTree, accept_walk
 from ..llama.backend import LlamaBackend
 from ..llama.sampling import Sampler
 
+# What copying kept nodes below a branching into every other KV sequence costs: one
+# llama_memory_seq_cp per sequence, each a pass over all the cache's cells (and a
+# seq_rm per leaf before them): 0.18 ms a step on a 4096-cell context with 62
+# sequences on the flat curve (BENCHMARKS.md, session 7).
+COPY_S = 2e-4
+
 
 @dataclass
 class Verified:
@@ -66,6 +72,7 @@ def verify_tree(
     logit_gaps: list[float] | None = None,
     tie_gap: float = 0.0,
     behind: list[int] | None = None,
+    row_s: float | None = None,
 ) -> Verified:
     """Evaluate `behind` at positions n_past.. and the tree after them, in one batch;
     walk the tree and trim the cache to the kept branch. A node whose top-2 logit gap is
@@ -75,7 +82,9 @@ def verify_tree(
 
     On return every sequence holds `behind`, the root and the kept drafted tokens, but
     for the last kept tokens when they are returned in Verified.behind for the next
-    batch.
+    batch. Kept nodes below a branching are copied into every sequence, unless
+    `row_s` (what a batch row costs, seconds) says evaluating them again at the head
+    of the next batch is cheaper than COPY_S.
     A tree with more leaves than the context has KV sequences is cut to a prefix that
     fits."""
     tree = tree.within(backend.n_seq_max)
@@ -87,19 +96,13 @@ def verify_tree(
         tokens = np.concatenate([np.asarray(behind, np.int32), tokens])
         positions = np.concatenate([np.arange(n_past, start, dtype=np.int32), positions])
     seq_ids = n_seq = leaf_seq = trunk = None
-    n_leaves = 1
+    n_leaves, every = 1, backend.n_every
     if n > 1:  # one sequence per leaf; the committed text is already in all of them
-        seq_ids, n_seq, leaf_seq = tree.sequences()
-        n_leaves = seq_ids.shape[1]
-        # `behind`, the root and the trunk (nodes above every leaf, a whole chain) go
-        # into every sequence: kept, they need no copying afterwards
-        every = backend.n_every
-        trunk = n_seq == n_leaves
-        head = np.empty((b + n, every), np.int32)
-        head[:] = np.arange(every, dtype=np.int32)
-        head[b:][~trunk, :n_leaves] = seq_ids[~trunk]
-        seq_ids = head
-        n_seq = np.concatenate([np.full(b, every, np.int32), np.where(trunk, every, n_seq)])
+        # (the trunk goes into every sequence: kept, it needs no copying afterwards)
+        seq_ids, n_seq, leaf_seq, trunk, n_leaves = tree.batch_layout(every)
+        if b:  # `behind` goes into every sequence too, as the root does (row 0)
+            seq_ids = np.concatenate([np.broadcast_to(seq_ids[:1], (b, every)), seq_ids])
+            n_seq = np.concatenate([np.full(b, every, np.int32), n_seq])
     want = np.ones(b + n, np.int8)
     want[:b] = 0  # logits of the tree's nodes only: row i is node i, batch entry b + i
     t0 = time.perf_counter()
@@ -126,6 +129,11 @@ def verify_tree(
     backend.kv_remove(-1, start + kept, -1)
     if n > 1 and kept > 1:
         branched = next((d for d in range(1, kept) if not trunk[path[d]]), kept)
+        if branched < kept and not tie and row_s is not None and (
+                row_s * (kept - branched) < COPY_S):
+            backend.kv_remove(-1, start + branched, -1)
+            left = tree.tokens[np.asarray(path[branched:kept])].tolist()
+            return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, 0, b, left)
         if branched < kept:
             s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
             lo, hi = start + branched, start + kept

@@ -27,7 +27,7 @@ from .mcts import (
     Search,
     SearchOut,
     Unigrams,
-    leaf_sequences,
+    batch_layout,
     mcts_draft,
 )
 from .tree import DraftTree
@@ -261,7 +261,8 @@ class AdedSpeculator:
         o = self._out
         parents = o.parent[:keep].copy()
         return DraftTree(o.tok[:keep].copy(), parents, o.depth[:keep].copy(),
-                         o.pathp[:keep].astype(np.float32), layout=leaf_sequences(parents))
+                         o.pathp[:keep].astype(np.float32),
+                         layout=batch_layout(parents, self.max_leaves))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float, batch: int | None = None) -> None:

@@ -152,11 +152,12 @@ def worth_searching(q_best, cost, limit, trust):
 
 
 @nb.njit(cache=True)
-def leaf_sequences(parent):
-    """DraftTree.sequences for the tree whose parents these are, in one compiled call
+def batch_layout(parent, every):
+    """DraftTree.batch_layout for the tree whose parents these are, in one compiled call
     (the NumPy version's dozen calls cost more with caches cold after a decode): one KV
     sequence per leaf, leaves numbered in node order; row i lists the leaves below node
-    i in ascending order, then the rest."""
+    i in ascending order, then the other leaves, then the sequences past the leaves;
+    a node above every leaf (the trunk) is in all `every` sequences."""
     k = parent.shape[0]
     has_child = np.zeros(k, np.bool_)
     for i in range(1, k):
@@ -171,20 +172,24 @@ def leaf_sequences(parent):
                 member[v, leaf] = True
                 v = parent[v]
             leaf += 1
-    seq_ids = np.empty((k, n_leaves), np.int32)
+    seq_ids = np.empty((k, every), np.int32)
     n_seq = np.empty(k, np.int32)
+    trunk = np.empty(k, np.bool_)
     for i in range(k):
         c = 0
         for j in range(n_leaves):
             if member[i, j]:
                 seq_ids[i, c] = j
                 c += 1
-        n_seq[i] = c
+        trunk[i] = c == n_leaves
+        n_seq[i] = every if trunk[i] else c
         for j in range(n_leaves):
             if not member[i, j]:
                 seq_ids[i, c] = j
                 c += 1
-    return seq_ids, n_seq, seq_ids[:, 0].copy()
+        for j in range(n_leaves, every):
+            seq_ids[i, j] = j
+    return seq_ids, n_seq, seq_ids[:, 0].copy(), trunk, n_leaves
 
 
 @nb.njit(cache=True)

@@ -28,9 +28,8 @@ class DraftTree:
     depths: np.ndarray  # int32 [n], 0 for the root
     probs: np.ndarray  # float32 [n], drafter's probability that the path to the node is kept
     _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
-    # sequences(), when the drafter has already computed it (engine.draft.mcts)
-    layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None,
-                                                                     repr=False)
+    # batch_layout(), when the drafter has already computed it (engine.draft.mcts)
+    layout: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # (.tolist() first: a comprehension over NumPy scalars costs ~1 us a node, which a
@@ -88,8 +87,6 @@ class DraftTree:
     def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(seq_ids [n, L], n_seq [n], leaf_seq [n]): KV sequence membership per node,
         one sequence per leaf; leaf_seq[i] is one sequence that passes through node i."""
-        if self.layout is not None:
-            return self.layout
         n = len(self)
         has_child = np.zeros(n, np.bool_)
         has_child[self.parents[1:]] = True
@@ -103,6 +100,24 @@ class DraftTree:
         n_seq = member.sum(axis=1).astype(np.int32)
         seq_ids = np.argsort(~member, axis=1, kind="stable").astype(np.int32)
         return seq_ids, n_seq, seq_ids[:, 0].copy()
+
+
+    def batch_layout(self, every: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                 np.ndarray, int]:
+        """(seq_ids [n, every], n_seq [n], leaf_seq [n], trunk [n], leaves): KV sequence
+        membership for a batch whose `every` sequences all hold the conversation. The
+        trunk (the nodes above every leaf) goes into all of them, so that once kept it
+        needs no copying; any other node into its leaves' sequences (sequences()).
+        Needs leaves <= every."""
+        if self.layout is not None and self.layout[0].shape[1] == every:
+            return self.layout
+        seq_ids, n_seq, leaf_seq = self.sequences()
+        leaves = seq_ids.shape[1]
+        trunk = n_seq == leaves
+        full = np.empty((len(self), every), np.int32)
+        full[:] = np.arange(every, dtype=np.int32)
+        full[:, :leaves] = seq_ids
+        return full, np.where(trunk, every, n_seq).astype(np.int32), leaf_seq, trunk, leaves
 
 
 def accept_walk(
