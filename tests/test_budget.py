@@ -70,19 +70,39 @@ def test_cost_curves_from_another_machine(tmp_path):
 
 
 def test_online_cost_updates_follow_the_running_maximum_rule():
-    """observe() avoids NumPy temporaries; it must still equal blending one entry and then
-    taking the running maximum of the whole table."""
+    """observe() blends a one-token step into c(1) and scales every batch size from two
+    up by what one of them took, the table kept non-decreasing: it must equal doing
+    just that and then taking the running maximum of the whole table."""
     rng = np.random.default_rng(3)
     c = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.01, 0.02, 0.03, 0.05, 0.09, 0.17])
     ref = c.cost.copy()
     for _ in range(2000):
         n = int(rng.integers(0, MAX_TREE + 3))
-        seconds = float(rng.uniform(0.0, 0.4))
-        if 1 <= n < len(ref) and seconds < 2.0 * ref[n]:
-            ref[n] += 0.3 * (seconds - ref[n])
+        seconds = float(rng.uniform(0.0, 0.4)) * (ref[n] / 0.1 if 2 <= n < len(ref) else 1.0)
+        if n == 1 and seconds < 2.0 * ref[1]:
+            ref[1] += 0.3 * (seconds - ref[1])
+            ref[:] = np.maximum.accumulate(ref)
+        elif 2 <= n < len(ref) and seconds < 2.0 * ref[n]:
+            ref[2:] *= 1.0 + 0.3 * (seconds / ref[n] - 1.0)
             ref[:] = np.maximum.accumulate(ref)
         c.observe(n, seconds, alpha=0.3)
-        assert np.allclose(c.cost, ref, rtol=0, atol=1e-15)
+        assert np.allclose(c.cost, ref, rtol=1e-12, atol=0)
+
+
+def test_batches_dearer_than_measured_raise_every_batch_size_and_keep_the_shape():
+    """Steps of 4 tokens that take 30% more than the table says raise every size from 2
+    up by that much within a hundred steps; c(1) and the table's shape (a cliff
+    included) stay as they were."""
+    c = CostModel.from_probes([1, 2, 4, 8, 9, 32], [0.010, 0.018, 0.025, 0.038, 0.060, 0.1])
+    before = c.cost.copy()
+    for _ in range(100):
+        c.observe(4, 1.3 * before[4])
+    assert c.cost[1] == before[1]
+    assert np.allclose(c.cost[2:] / before[2:], 1.3, rtol=0.01)
+    assert c.cost[9] - c.cost[8] > 0.02  # the cliff survives
+    for _ in range(200):  # much cheaper than measured: never below one token's cost
+        c.observe(4, 0.2 * before[4])
+    assert np.all(c.cost[2:] >= c.cost[1]) and np.all(np.diff(c.cost[1:]) >= 0)
 
 
 def test_cost_roundtrip(tmp_path):

@@ -136,13 +136,25 @@ class CostModel:
     def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
         """Blend one measured step into the table, keeping it non-decreasing in n.
         A step far slower than expected is a stall of the machine, not the batch's cost.
-        Called every step: scalar work only, no NumPy temporaries (a few of those cost
-        more than the step's whole draft search once llama_decode has cooled the caches)."""
+        A batch of two or more moves every size from two up by the same factor: those
+        sizes are seen a few times an answer (one token hundreds of times), and the probe
+        timed them at a short context, best of three, so in chats they ran 10-40% dearer
+        than the table said while c(1) followed its own steps (BENCHMARKS.md, session 7);
+        a factor keeps the measured shape (a cliff survives) and corrects its level
+        within a few drafts. Called every step: scalar work for one token, no NumPy
+        temporaries (a few of those cost more than the step's whole draft search once
+        llama_decode has cooled the caches)."""
         cost = self.cost
         if self.frozen or not 1 <= n < len(cost):
             return
         old = float(cost[n])
         if seconds >= 2.0 * old:
+            return
+        if n > 1:
+            batch = cost[2:]
+            batch *= 1.0 + alpha * (seconds / old - 1.0)
+            if batch[0] < cost[1]:
+                np.maximum(batch, cost[1], out=batch)
             return
         new = old + alpha * (seconds - old)
         if new < old:  # a fall stops at the smaller size's cost
