@@ -3,7 +3,7 @@
 Greedy verification guards near-ties (engine.decode.verify): where a batch's logits may
 differ from plain decoding's in the last bits, a node whose top two logits nearly tie
 ends the walk and its successor is left to a one-token decode. That guard is exactness
-bought with speed: on a flat, GPU-like curve it cost 18% of the tokens per step (the
+bought with speed: on a flat, GPU-like curve it cost 15% of the tokens per step (the
 repo's 20 prompts: 2.87 -> 2.43), every tie a whole step for one token. Where batches
 are computed bit for bit as single tokens are, it buys nothing, so it is dropped there.
 
@@ -69,7 +69,8 @@ def probe(backend: LlamaBackend) -> bool:
 
 def load_or_probe(backend: LlamaBackend, cache: Path | None) -> bool:
     """The cached answer for this model file, threads, offload and KV cache type, else a
-    fresh probe (about a second on the embedded model), saved for the next start."""
+    fresh probe (3 seconds on the embedded model on two CPU cores), saved for the next
+    start."""
     path = None
     if cache is not None:
         info = backend.info
