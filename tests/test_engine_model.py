@@ -163,6 +163,23 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     sampler.close()
 
 
+def _plain_greedy(b: LlamaBackend, n: int) -> tuple[list[int], list[int], list]:
+    """A short prompt's first n greedy tokens, one per llama_decode, and each one's
+    logits; the cache is left holding the prompt alone."""
+    prompt = ChatSession(b).prompt_tokens(ask("Name the planets of the solar system."))
+    b.prefill(prompt, 0)
+    tokens, logits = [], []
+    tok = int(np.argmax(b.logits_row(-1)))
+    for i in range(n):
+        tokens.append(tok)
+        row = b.decode(np.array([tok], np.int32), np.array([len(prompt) + i], np.int32))
+        logits.append(row[0].copy())
+        tok = int(np.argmax(row[0]))
+    b.kv_clear()
+    b.prefill(prompt, 0)
+    return prompt, tokens, logits
+
+
 def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
     """A tree whose kept branch is not its first entries (a rejected sibling comes first)
     must leave the cache holding what one-token decoding would: with one thread (where a
@@ -173,19 +190,7 @@ def test_a_kept_side_branch_leaves_the_cache_as_plain_decoding_writes_it():
 
     b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=1)
     try:
-        s = ChatSession(b)
-        prompt = s.prompt_tokens(ask("Name the planets of the solar system."))
-        b.prefill(prompt, 0)
-        plain_tokens, plain_logits = [], []
-        tok = int(np.argmax(b.logits_row(-1)))
-        for i in range(24):  # plain greedy decoding, one token per llama_decode
-            plain_tokens.append(tok)
-            row = b.decode(np.array([tok], np.int32), np.array([len(prompt) + i], np.int32))
-            plain_logits.append(row[0].copy())
-            tok = int(np.argmax(row[0]))
-
-        b.kv_clear()
-        b.prefill(prompt, 0)
+        prompt, plain_tokens, plain_logits = _plain_greedy(b, 24)
         sampler = Sampler(SamplingSettings(temperature=0.0), b)
         n_past, i, behind = len(prompt), 0, []
         while i + 3 < len(plain_tokens):
@@ -222,18 +227,7 @@ def test_kept_nodes_below_a_branching_reach_every_sequence(row_s, deferred):
 
     b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=1)
     try:
-        s = ChatSession(b)
-        prompt = s.prompt_tokens(ask("Name the planets of the solar system."))
-        b.prefill(prompt, 0)
-        plain_tokens, plain_logits = [], []
-        tok = int(np.argmax(b.logits_row(-1)))
-        for i in range(16):
-            plain_tokens.append(tok)
-            row = b.decode(np.array([tok], np.int32), np.array([len(prompt) + i], np.int32))
-            plain_logits.append(row[0].copy())
-            tok = int(np.argmax(row[0]))
-        b.kv_clear()
-        b.prefill(prompt, 0)
+        prompt, plain_tokens, plain_logits = _plain_greedy(b, 16)
         sampler = Sampler(SamplingSettings(temperature=0.0), b)
         n_past, i, behind = len(prompt), 0, []
         while i + 3 < len(plain_tokens):
