@@ -2,8 +2,7 @@
 
 It loads the backend, reads or measures the verification cost curve and whether its
 batches are exact (before the drafter exists, since measuring uses the context), and
-builds the ADED drafter on a
-thread, so a chat can open as soon as the model is loaded.
+builds the ADED drafter on a thread, so a chat can open as soon as the model is loaded.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def q8(request):
+def q8():
     b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=2, kv_cache="q8_0")
     yield b
     b.close()
@@ -34,7 +34,7 @@ def test_the_embedded_model_with_a_q8_cache_computes_batches_exactly(q8):
     assert len(q8.tokenize("x")) > 0  # still usable; the probe leaves the cache empty
 
 
-def test_an_f16_cache_with_two_threads_is_never_exact(tmp_path):
+def test_an_f16_cache_with_two_threads_is_never_exact():
     b = LlamaBackend(embedded_model_path(), n_ctx=512, n_threads=2, kv_cache="f16")
     try:
         assert exact.splits_single_token_attention(b)

@@ -383,12 +383,9 @@ class ChatSession:
         else:
             tree = DraftTree.root_only(ans.pending)
         guard = ans.settings.greedy and not self.exact_batches
-        row_s = None
-        if len(tree) > 1:  # what one more row of a batch costs, on average over the curve
-            cost = spec.cost.cost
-            row_s = (float(cost[MAX_TREE]) - float(cost[1])) / (MAX_TREE - 1)
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
-                               ans.logit_gaps, TIE_GAP if guard else 0.0, row_s)
+                               ans.logit_gaps, TIE_GAP if guard else 0.0,
+                               spec.cost.row_s() if len(tree) > 1 else None)
         emitted, ans.tied = v.emitted, v.tie
         if emitted:
             ans.pending = emitted[-1]

@@ -165,6 +165,10 @@ class CostModel:
                 cost[i] = new
                 i += 1
 
+    def row_s(self) -> float:
+        """What one more row of a batch costs, on average over the table."""
+        return (float(self.cost[MAX_TREE]) - float(self.cost[1])) / (MAX_TREE - 1)
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"cost": self.cost.tolist()}))

@@ -101,7 +101,6 @@ class DraftTree:
         seq_ids = np.argsort(~member, axis=1, kind="stable").astype(np.int32)
         return seq_ids, n_seq, seq_ids[:, 0].copy()
 
-
     def batch_layout(self, every: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                  np.ndarray, int]:
         """(seq_ids [n, every], n_seq [n], leaf_seq [n], trunk [n], leaves): KV sequence
