@@ -123,10 +123,12 @@ def verify_tree(
     )
     kept = len(emitted)  # the path, less a node the walk stopped at
     tie = kept < len(path)
-    # Drop every node deeper than the kept path. The trunk (the root and the nodes above
-    # every leaf, alone at their depth) is in every sequence already; kept nodes below
-    # it leave their siblings' sequences and are copied into every other sequence.
-    backend.kv_remove(-1, start + kept, -1)
+    # Drop every node deeper than the kept path, in one seq_rm (each walks every cell):
+    # from the first branching on where those kept nodes are evaluated again instead.
+    # The trunk (the root and the nodes above every leaf, alone at their depth) is in
+    # every sequence already; kept nodes below it leave their siblings' sequences and
+    # are copied into every other sequence.
+    branched = kept
     if n > 1 and kept > 1:
         branched = next((d for d in range(1, kept) if not trunk[path[d]]), kept)
         if branched < kept and not tie and row_s is not None and (
@@ -134,15 +136,16 @@ def verify_tree(
             backend.kv_remove(-1, start + branched, -1)
             left = tree.tokens[np.asarray(path[branched:kept])].tolist()
             return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, 0, b, left)
-        if branched < kept:
-            s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
-            lo, hi = start + branched, start + kept
-            for x in range(n_leaves):
-                if x != s:
-                    backend.kv_remove(x, lo, hi)
-            for x in range(every):
-                if x != s:
-                    backend.kv_copy(s, x, lo, hi)
+    backend.kv_remove(-1, start + kept, -1)
+    if branched < kept:
+        s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
+        lo, hi = start + branched, start + kept
+        for x in range(n_leaves):
+            if x != s:
+                backend.kv_remove(x, lo, hi)
+        for x in range(every):
+            if x != s:
+                backend.kv_copy(s, x, lo, hi)
     redecoded, left = 0, []
     if n_leaves > 1:  # (a chain's kept nodes are always its first entries)
         # After a near-tie the next step decodes its root alone, as plain decoding

@@ -286,12 +286,15 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     lev = np.empty(M, np.int32)
     bkt = np.empty(M, np.int32)
     ca = np.empty(M, np.int32)  # the token before this node (its context's first half)
-    visits = np.zeros(M, np.float64)
-    value = np.zeros(M, np.float64)
-    first = np.full(M, -1, np.int32)
-    nchild = np.zeros(M, np.int32)
-    expanded = np.zeros(M, np.bool_)
-    on_chain = np.zeros(M, np.bool_)
+    # Set per node as it is made, not filled whole: M is room for every simulation's
+    # expansion, a search makes a fraction of that, and after a llama_decode every
+    # cache line a search writes comes from memory.
+    visits = np.empty(M, np.float64)
+    value = np.empty(M, np.float64)
+    first = np.empty(M, np.int32)
+    nchild = np.empty(M, np.int32)
+    expanded = np.empty(M, np.bool_)
+    on_chain = np.empty(M, np.bool_)
     cand_t = np.empty(tables.toks.shape[1] + uni.tok.shape[0], np.int32)
     cand_p = np.empty(tables.toks.shape[1] + uni.tok.shape[0], np.float64)
     path = np.empty(max_depth + 2, np.int32)
@@ -299,6 +302,7 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     tok[0], par[0], dep[0], prior[0], pathp[0], ca[0] = root_tok, -1, 0, 1.0, 1.0, search.ctx_a
     lev[0], bkt[0] = 0, 0
     on_chain[0] = chain_len > 0
+    visits[0], value[0], first[0], nchild[0], expanded[0] = 0.0, 0.0, -1, 0, False
     n = 1
     for _ in range(n_sims):
         # selection
@@ -342,6 +346,7 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
                 prior[n], pathp[n], ca[n] = q, pathp[node] * q, tok[node]
                 lev[n], bkt[n] = lv, b
                 on_chain[n] = lv == chain_level
+                visits[n], value[n], first[n], nchild[n], expanded[n] = 0.0, 0.0, -1, 0, False
                 n += 1
             nchild[node] = n - first[node]
             if node == 0:
