@@ -239,3 +239,14 @@ def test_the_compiled_batch_layout_is_the_tree_s_own():
     spec = trained(GPU, REPEAT)
     tree = spec.propose([9, 10], room=64)
     assert tree.layout is not None and len(tree) > 2
+
+
+def test_a_thin_tri_gram_row_is_mixed_with_its_bigram_back_off():
+    # After 5, the conversation shows 6 (many times) and 7 (after 4, 5 once); the context
+    # (4, 5) has been seen once, with 7. Its row alone would offer only 7.
+    text = [1, 5, 6, 2] * 20 + [4, 5, 7, 3]
+    spec = trained(GPU, text)
+    tree = spec.propose([4, 5], room=64)
+    tree.check()
+    assert tree.child(0, 7) > 0 and tree.child(0, 6) > 0
+    assert tree.probs[tree.child(0, 7)] > 0 and tree.probs[tree.child(0, 6)] > 0

@@ -94,12 +94,14 @@ def main() -> None:
     ap.add_argument("--curve", default="flat", help="flat, measured, or a curve JSON file")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kv-cache", default="auto", help="as the bench's (auto: q8_0 on a CPU)")
     ap.add_argument("--prompts", help="a prompt file in the bench's format (default: its own)")
     ap.add_argument("--separate", action="store_true",
                     help="re-evaluate out-of-order kept tokens in a decode of their own")
     args = ap.parse_args()
     prompts = load_prompts(Path(args.prompts) if args.prompts else default_prompts())
-    backend = LlamaBackend(args.model, n_ctx=4096, n_threads=args.threads)
+    backend = LlamaBackend(args.model, n_ctx=4096, n_threads=args.threads,
+                           kv_cache=args.kv_cache)
     path = Path(args.record)
     if path.exists():
         with np.load(path) as z:
