@@ -148,7 +148,8 @@ def test_trees_never_need_more_sequences_or_nodes_than_allowed():
 
 def test_a_flat_curve_builds_wide_trees_within_the_context_sequences():
     text = branching_text()
-    spec = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0, max_leaves=16)
+    spec = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0, max_leaves=16,
+                          n_sims=300)  # a search wide enough to want more leaves
     spec.begin(text)
     spec.accept.table[:] = 0.95
     tree = spec.propose(text[-2:], room=128)
