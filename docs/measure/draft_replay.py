@@ -96,6 +96,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kv-cache", default="auto", help="as the bench's (auto: q8_0 on a CPU)")
     ap.add_argument("--prompts", help="a prompt file in the bench's format (default: its own)")
+    ap.add_argument("--carry", action="store_true",
+                    help="keep what the drafter learned from one prompt to the next, as the "
+                         "bench does (default: every prompt starts from the prior)")
     ap.add_argument("--separate", action="store_true",
                     help="re-evaluate out-of-order kept tokens in a decode of their own")
     args = ap.parse_args()
@@ -121,7 +124,8 @@ def main() -> None:
     by_cat = defaultdict(list)
     c1 = float(curve.cost[1])
     for p in prompts:
-        spec.restore(state)
+        if not args.carry:
+            spec.restore(state)
         prompt, answer = rec[p["id"]]
         steps, spent = replay(spec, prompt, answer, args.separate)
         row = ((len(answer) - 1) / max(1, steps), (len(answer) - 1) * c1 / max(spent, c1))
