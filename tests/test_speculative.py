@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import llama_cpp
 import numpy as np
 import pytest
 from aded_chat.engine.decode.session import ChatSession
@@ -147,7 +148,11 @@ class RecordingSampler(Sampler):
 
     def sample(self, index, logits=None, argmax=None):
         tok = super().sample(index, logits, argmax)
-        logits = self.backend.logits_row(index)  # read again, not the row it was handed
+        # Read again, not the row it was handed, through llama.cpp's own map from batch
+        # entry to output row: `index` counts the batch's entries, and kept tokens
+        # carried into a batch (engine.decode.verify) ask for no logits of their own.
+        ptr = llama_cpp.llama_get_logits_ith(self.backend._ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.backend.n_vocab,))
         RecordingSampler.draws += 1
         if int(np.argmax(logits)) != tok:
             RecordingSampler.mismatches += 1
