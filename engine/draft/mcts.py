@@ -104,6 +104,26 @@ class SearchOut(NamedTuple):
     chain: np.ndarray  # int32 [LONG_COPY]: scratch for the copy chain
 
 
+@nb.njit(cache=True, inline="always")
+def _add_row(t, r, scale, out_t, out_p, n, merge):
+    """Append row r's tokens to out_t/out_p[:n] with weight x scale, adding to any of the
+    first `merge` entries that already holds the token; returns the new count."""
+    for j in range(t.toks.shape[1]):
+        c = t.toks[r, j]
+        if c < 0:
+            continue
+        i = 0
+        while i < merge and out_t[i] != c:
+            i += 1
+        if i < merge:
+            out_p[i] += t.wts[r, j] * scale
+        else:
+            out_t[n] = c
+            out_p[n] = t.wts[r, j] * scale
+            n += 1
+    return n
+
+
 @nb.njit(cache=True)
 def _candidates(t, uni, strong, a, b, out_t, out_p, mix):
     """Next-token candidates of context (a, b) with back-off; returns (count, level).
@@ -112,7 +132,7 @@ def _candidates(t, uni, strong, a, b, out_t, out_p, mix):
     tri-gram weighing mass / (mass + mix * strong): a row seen a few times holds a few
     of the tokens that follow its context, and the bigram the rest (out_t and out_p
     need room for two rows)."""
-    toks, wts, totals = t.toks, t.wts, t.totals
+    totals = t.totals
     r = find_row(t.keys, t.bits, (np.int64(a) + 1) * t.vocab + b) if a >= 0 else -1
     level = 0
     n = 0
@@ -123,38 +143,14 @@ def _candidates(t, uni, strong, a, b, out_t, out_p, mix):
         r2 = find_row(t.keys, t.bits, np.int64(b)) if mix > 0 else -1
         if r2 >= 0 and totals[r2] > 0:
             lam = totals[r] / (totals[r] + mix * strong)
-        inv = lam / totals[r]
-        for j in range(toks.shape[1]):
-            if toks[r, j] >= 0:
-                out_t[n] = toks[r, j]
-                out_p[n] = wts[r, j] * inv
-                n += 1
+        n = _add_row(t, r, lam / totals[r], out_t, out_p, 0, 0)
         if lam < 1.0:
-            inv = (1.0 - lam) / totals[r2]
-            n_tri = n
-            for j in range(toks.shape[1]):
-                c = toks[r2, j]
-                if c < 0:
-                    continue
-                i = 0
-                while i < n_tri and out_t[i] != c:
-                    i += 1
-                if i < n_tri:
-                    out_p[i] += wts[r2, j] * inv
-                else:
-                    out_t[n] = c
-                    out_p[n] = wts[r2, j] * inv
-                    n += 1
+            n = _add_row(t, r2, (1.0 - lam) / totals[r2], out_t, out_p, n, n)
     else:
         level = 2
         r = find_row(t.keys, t.bits, np.int64(b))
         if r >= 0 and totals[r] > 0:
-            inv = 1.0 / totals[r]
-            for j in range(toks.shape[1]):
-                if toks[r, j] >= 0:
-                    out_t[n] = toks[r, j]
-                    out_p[n] = wts[r, j] * inv
-                    n += 1
+            n = _add_row(t, r, 1.0 / totals[r], out_t, out_p, 0, 0)
         else:
             level = 3
             for j in range(uni.tok.shape[0]):
