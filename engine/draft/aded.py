@@ -19,6 +19,7 @@ from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
 from . import memory
 from .acceptance import AcceptanceModel, observe_tree
+from .bound import BoundKernel
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
 from .mcts import (
@@ -137,6 +138,10 @@ class AdedSpeculator:
         self._long = False  # the last draft was a long copy
         self._predicted = self._realised = TRUST_PRIOR
         self._copy_predicted = self._copy_realised = TRUST_PRIOR
+        # the step's kernels, called with this drafter's own arrays (engine.draft.bound)
+        self._mcts_draft = BoundKernel(mcts_draft)
+        self._batch_layout = BoundKernel(batch_layout)
+        self._absorb = BoundKernel(absorb)
 
     @classmethod
     def for_backend(cls, backend: LlamaBackend, corpus: list[Path], cache: Path | None,
@@ -261,8 +266,8 @@ class AdedSpeculator:
                         STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
                         self.trust, self.copy_trust, self._step)
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
-        keep, n, self._long = mcts_draft(m.tables, self._unigrams, self.accept.table,
-                                         self.cost.cost, search, conv, self._out)
+        keep, n, self._long = self._mcts_draft(m.tables, self._unigrams, self.accept.table,
+                                               self.cost.cost, search, conv, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
             self._root.tokens[0] = history[-1]
@@ -271,7 +276,7 @@ class AdedSpeculator:
         parents = o.parent[:keep].copy()
         return DraftTree(o.tok[:keep].copy(), parents, o.depth[:keep].copy(),
                          o.pathp[:keep].astype(np.float32),
-                         layout=batch_layout(parents, self.max_leaves))
+                         layout=self._batch_layout(parents, self.max_leaves))
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float, batch: int | None = None) -> None:
@@ -284,8 +289,8 @@ class AdedSpeculator:
             self.learned.set(np.asarray(history[:start], np.int32))
         self.learned.reserve(start + n_new)
         m = self.model
-        inc, refused = absorb(m.tables, m.inc, m.growth, seq, n_new, self.learned.buf, start,
-                              self._out, self._searched, self.accept.calib)
+        inc, refused = self._absorb(m.tables, m.inc, m.growth, seq, n_new, self.learned.buf,
+                                    start, self._out, self._searched, self.accept.calib)
         self.learned.n = start + n_new
         m.settle(inc, refused, seq)
         self._searched = 0

@@ -1,0 +1,48 @@
+"""Kernels called through their compiled entry point (engine.draft.bound)."""
+
+import numba as nb
+import numpy as np
+from aded_chat.engine.draft import aded
+from aded_chat.engine.draft.aded import AdedSpeculator
+from aded_chat.engine.draft.bound import BoundKernel
+from aded_chat.engine.draft.cost import CostModel
+
+
+@nb.njit
+def _first_plus(pair, x):
+    return pair[0] + x
+
+
+def test_a_bound_kernel_binds_once_and_again_for_other_types():
+    k = BoundKernel(_first_plus)
+    assert k((1, 2), 3) == 4
+    entry = k._entry
+    assert k((5, 6), 1) == 6 and k._entry is entry  # same types: the same entry point
+    # a longer tuple than the bound version takes: the entry point cannot unbox it, and
+    # the dispatcher picks (and the kernel binds to) the version for three
+    assert k((1, 2, 3), 1) == 2
+    assert k._entry is not entry
+
+
+def test_bound_and_dispatched_kernels_draft_and_learn_the_same():
+    flat = CostModel.flat()
+    rng = np.random.default_rng(3)
+    text = [int(t) for t in rng.integers(1, 40, 400)] * 3
+    runs = []
+    for bound in (True, False):
+        spec = AdedSpeculator(vocab=64, cost=CostModel(flat.cost.copy(), frozen=True),
+                              max_mb=1.0)
+        if not bound:
+            spec._mcts_draft, spec._batch_layout, spec._absorb = (
+                aded.mcts_draft, aded.batch_layout, aded.absorb)
+        spec.begin(text[:300])
+        history, trees = text[:300], []
+        for t in text[300:420]:
+            tree = spec.propose(history, room=64)
+            trees.append((tree.tokens.tolist(), tree.parents.tolist(),
+                          tree.layout[0].tolist() if tree.layout else None))
+            history = history + [t]
+            spec.learn(history, 1, tree, 1 + int(tree.child(0, t) > 0), 0.005)
+        runs.append((trees, spec.model.snapshot()[1].tolist(), spec.accept.table.tolist()))
+    assert any(len(tokens) > 1 for tokens, _, _ in runs[0][0])  # it drafted trees
+    assert runs[0] == runs[1]
