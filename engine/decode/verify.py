@@ -136,7 +136,8 @@ def verify_tree(
             backend.kv_remove(-1, start + branched, -1)
             left = tree.tokens[np.asarray(path[branched:kept])].tolist()
             return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, 0, b, left)
-    backend.kv_remove(-1, start + kept, -1)
+    if kept < n:  # (a chain kept whole, a plain step's root included, left nothing after it)
+        backend.kv_remove(-1, start + kept, -1)
     if branched < kept:
         s = int(leaf_seq[path[-1]])  # a leaf below the whole kept path
         lo, hi = start + branched, start + kept
