@@ -163,6 +163,29 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     sampler.close()
 
 
+def test_a_plain_step_is_the_batch_path_for_one_token(backend):
+    """verify_tree's one-token shortcut (decode_one) gives the general batch's logits,
+    bit for bit, writes the token into every sequence, and emits the sampler's draw."""
+    from aded_chat.engine.decode.verify import verify_tree
+
+    b = backend
+    prompt = ChatSession(b).prompt_tokens(ask("Count from one to five."))
+    b.kv_clear()
+    b.prefill(prompt, 0)
+    tok, n = int(np.argmax(b.logits_row(-1))), len(prompt)
+    want = b.decode(np.array([tok], np.int32), np.array([n], np.int32),
+                    logits=np.ones(1, np.int8))[0].copy()
+    b.kv_remove(-1, n, -1)
+    sampler = Sampler(GREEDY, b)
+    v = verify_tree(b, DraftTree.root_only(tok), n, sampler, 5)
+    sampler.close()
+    assert np.array_equal(b.logits_row(0), want)
+    assert v.emitted == [int(np.argmax(want))] and (v.kept, v.accepted, v.nodes) == (1, 0, 1)
+    ends = {llama_cpp.llama_memory_seq_pos_max(b._mem, s) for s in range(b.n_every)}
+    assert ends == {n}
+    b.kv_clear()
+
+
 def _plain_greedy(b: LlamaBackend, n: int) -> tuple[list[int], list[int], list]:
     """A short prompt's first n greedy tokens, one per llama_decode, and each one's
     logits; the cache is left holding the prompt alone."""

@@ -80,6 +80,8 @@ class _Answer:
     n_out: int = 1
     tied: bool = False  # the last step stopped at a near-tie: decode the next token alone
     logit_gaps: list[float] | None = field(default=None, repr=False)
+    # the tree of a step that drafts nothing (its root is set before each use)
+    root: DraftTree = field(default_factory=lambda: DraftTree.root_only(0), repr=False)
 
 
 class ChatSession:
@@ -381,7 +383,8 @@ class ChatSession:
             rows = min(backend.n_batch, MAX_TREE) - len(self._cache.behind)
             tree = spec.propose(ans.history, min(self._cache.room, rows))
         else:
-            tree = DraftTree.root_only(ans.pending)
+            tree = ans.root
+            tree.tokens[0] = ans.pending
         guard = ans.settings.greedy and not self.exact_batches
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
                                ans.logit_gaps, TIE_GAP if guard else 0.0,

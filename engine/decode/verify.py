@@ -87,6 +87,8 @@ def verify_tree(
     of the next batch is cheaper than COPY_S.
     A tree with more leaves than the context has KV sequences is cut to a prefix that
     fits."""
+    if len(tree) == 1 and not behind and max_emit > 0:
+        return _plain_step(backend, int(tree.tokens[0]), n_past, sampler, logit_gaps)
     tree = tree.within(backend.n_seq_max)
     behind = behind or []
     n, b = len(tree), len(behind)
@@ -106,7 +108,8 @@ def verify_tree(
     want = np.ones(b + n, np.int8)
     want[:b] = 0  # logits of the tree's nodes only: row i is node i, batch entry b + i
     t0 = time.perf_counter()
-    logits = backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, logits=want)
+    logits = backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, logits=want,
+                            n_logits=n)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
@@ -155,6 +158,20 @@ def verify_tree(
                                                     defer=not tie)
         decode_s += secs
     return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, redecoded, b, left)
+
+
+def _plain_step(backend: LlamaBackend, root: int, n_past: int, sampler: Sampler,
+                logit_gaps: list[float] | None) -> Verified:
+    """A tree that is its root alone: one token decoded and drawn, as plain decoding
+    does. The commonest step on a CPU (and every step without a drafter), so it skips
+    the tree's batch layout and walk: a small model decodes a token in a few ms, and
+    their Python work was a few percent of that."""
+    t0 = time.perf_counter()
+    row = backend.decode_one(root, n_past)
+    decode_s = time.perf_counter() - t0
+    if logit_gaps is not None:
+        logit_gaps.append(top2_gap(row))
+    return Verified([sampler.sample(0, row)], 1, 0, decode_s, False, 1, 0)
 
 
 def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[int],

@@ -58,6 +58,11 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 _backend_ready = False
+# llama_get_logits returning a plain address: llama-cpp-python's binding returns a
+# float pointer, which costs two ctypes objects and a cast after every decode (~20 us
+# with caches cold, a few percent of a small model's step).
+_logits_address = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+    ctypes.cast(llama_cpp.llama_get_logits, ctypes.c_void_p).value)
 
 
 def set_verbose(verbose: bool) -> None:
@@ -411,12 +416,14 @@ class LlamaBackend:
         seq_ids: np.ndarray | None = None,
         n_seq: np.ndarray | None = None,
         logits: np.ndarray | None = None,
+        n_logits: int | None = None,
     ) -> np.ndarray:
         """Evaluate one batch; return the logits of the entries that asked for them,
         as a (n_outputs, n_vocab) view valid until the next decode.
 
         seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: every
-        sequence, `n_every` of them).
+        sequence, `n_every` of them). `logits` marks the entries that want logits
+        (default: the last); n_logits, when the caller knows it, is how many do.
         """
         n = len(tokens)
         if n == 0 or n > self._cap:
@@ -432,8 +439,24 @@ class LlamaBackend:
         if logits is None:
             self._b_logits[:n] = 0
             self._b_logits[n - 1] = 1
+            n_logits = 1
         else:
             self._b_logits[:n] = logits
+            if n_logits is None:
+                n_logits = int(np.count_nonzero(logits))
+        return self._run(n, n_logits)
+
+    def decode_one(self, token: int, pos: int) -> np.ndarray:
+        """Evaluate one token at `pos` in every sequence (a plain step) and return its
+        logits row: decode() for the commonest batch, without its array handling."""
+        self._b_tok[0] = token
+        self._b_pos[0] = pos
+        self._b_nseq[0] = self.n_every
+        self._b_seq[0, : self.n_every] = self._every
+        self._b_logits[0] = 1
+        return self._run(1, 1)[0]
+
+    def _run(self, n: int, n_logits: int) -> np.ndarray:
         self._batch.n_tokens = n
         cpu0 = time.thread_time()
         rc = llama_cpp.llama_decode(self._ctx, self._batch)
@@ -441,14 +464,13 @@ class LlamaBackend:
         if rc != 0:
             what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
             raise DecodeError(f"llama_decode failed: {what}")
-        n_out = 1 if logits is None else int(np.count_nonzero(self._b_logits[:n]))
-        self._logits = self._logits_view(n_out)
+        self._logits = self._logits_view(n_logits)
         return self._logits
 
     def _logits_view(self, n_out: int) -> np.ndarray:
         # np.ctypeslib.as_array builds a new ctypes type per call (milliseconds here);
         # the output buffer moves only when it grows, so views are cached by address.
-        addr = ctypes.cast(llama_cpp.llama_get_logits(self._ctx), ctypes.c_void_p).value
+        addr = _logits_address(self._ctx)
         key = (addr, n_out)
         view = self._views.get(key)
         if view is None:
