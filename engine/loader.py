@@ -52,7 +52,7 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
                            kv_cache=o.kv_cache, verbose=o.verbose)
     session = ChatSession(backend)
     if o.drafter:
-        session.exact_batches = not o.guard_near_ties and load_or_probe(backend, o.cache_dir)
+        session.exact_rows = 1 if o.guard_near_ties else load_or_probe(backend, o.cache_dir)
         cost = o.cost_curve if o.cost_curve is not None else load_or_measure(backend,
                                                                               o.cache_dir)
 

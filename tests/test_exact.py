@@ -1,6 +1,6 @@
-"""Where batches are computed exactly as single tokens are, greedy verification drops its
-near-tie guard (engine.decode.exact); the probe that says so must see a difference of
-one bit, and the guard must stay wherever one is possible."""
+"""Where batches are computed exactly as single tokens are, greedy verification keeps
+within them and drops its near-tie guard (engine.decode.exact); the probe that says so
+must see a difference of one bit, and the guard must stay wherever one is possible."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aded_chat.engine.decode import exact
 from aded_chat.engine.decode.session import ChatSession
 from aded_chat.engine.draft.aded import AdedSpeculator
 from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.tree import MAX_TREE
 from aded_chat.engine.llama.backend import LlamaBackend
 from aded_chat.engine.llama.models import embedded_model_path
 from aded_chat.engine.llama.sampling import SamplingSettings
@@ -30,7 +31,7 @@ def q8():
 
 
 def test_the_embedded_model_with_a_q8_cache_computes_batches_exactly(q8):
-    assert exact.probe(q8)
+    assert exact.probe(q8) == MAX_TREE
     assert len(q8.tokenize("x")) > 0  # still usable; the probe leaves the cache empty
 
 
@@ -38,14 +39,15 @@ def test_an_f16_cache_with_two_threads_is_never_exact():
     b = LlamaBackend(embedded_model_path(), n_ctx=512, n_threads=2, kv_cache="f16")
     try:
         assert exact.splits_single_token_attention(b)
-        assert not exact.probe(b)
+        assert exact.probe(b) == 1
     finally:
         b.close()
 
 
 def test_a_batch_one_bit_off_is_not_exact(q8, monkeypatch):
     """The probe compares every logit bit for bit: a batch whose rows differ from one
-    token's in the last bit of one logit fails it."""
+    token's in the last bit of one logit is past the exact size (as K-quant weights are
+    from eight rows on)."""
     real = q8.decode
 
     def off_by_a_bit(tokens, positions, **kw):
@@ -55,18 +57,19 @@ def test_a_batch_one_bit_off_is_not_exact(q8, monkeypatch):
         return out
 
     monkeypatch.setattr(q8, "decode", off_by_a_bit)
-    assert not exact.probe(q8)
+    assert exact.probe(q8) == 8
 
 
 def test_the_answer_is_cached_per_model_and_settings(q8, tmp_path, monkeypatch):
-    assert exact.load_or_probe(q8, tmp_path)
+    assert exact.load_or_probe(q8, tmp_path) == MAX_TREE
     files = list(tmp_path.glob("exact*-kvq8_0.json"))
-    assert len(files) == 1 and json.loads(files[0].read_text()) == {"exact": True}
+    assert len(files) == 1 and json.loads(files[0].read_text()) == {"exact_rows": MAX_TREE}
     monkeypatch.setattr(exact, "probe", lambda b: pytest.fail("probed again"))
-    assert exact.load_or_probe(q8, tmp_path)
-    files[0].write_text("{damaged")
-    monkeypatch.setattr(exact, "probe", lambda b: False)
-    assert not exact.load_or_probe(q8, tmp_path)  # a damaged file means probing again
+    assert exact.load_or_probe(q8, tmp_path) == MAX_TREE
+    for damaged in ("{damaged", '{"exact_rows": 0}', '{"exact": true}'):
+        files[0].write_text(damaged)
+        monkeypatch.setattr(exact, "probe", lambda b: 1)
+        assert exact.load_or_probe(q8, tmp_path) == 1  # a damaged file means probing again
 
 
 def test_with_exact_batches_greedy_on_a_flat_curve_needs_no_guard(q8, tmp_path):
@@ -75,7 +78,7 @@ def test_with_exact_batches_greedy_on_a_flat_curve_needs_no_guard(q8, tmp_path):
     a one-token step)."""
     spec = AdedSpeculator.for_backend(q8, corpus_files(), tmp_path, cost=CostModel.flat())
     s = ChatSession(q8, speculator=spec)
-    s.exact_batches = True
+    s.exact_rows = MAX_TREE
     long = SamplingSettings(temperature=0.0, max_tokens=160)
     drafted = 0
     for text in ("Explain how rain forms, in a few sentences.",
@@ -96,10 +99,31 @@ def test_the_loader_drops_the_guard_only_where_the_probe_says_exact(tmp_path):
 
     opts = dict(n_ctx=512, threads=2, corpus=tuple(corpus_files()), cache_dir=tmp_path,
                 cost_curve=CostModel.flat())
-    for kv, guard, want in (("q8_0", None, True), ("q8_0", True, False), ("f16", None, False)):
+    for kv, guard, want in (("q8_0", None, MAX_TREE), ("q8_0", True, 1), ("f16", None, 1)):
         s = open_session(embedded_model_path(), SessionOptions(kv_cache=kv,
                                                                guard_near_ties=guard, **opts))
         try:
-            assert s.exact_batches is want, (kv, guard)
+            assert s.exact_rows == want, (kv, guard)
         finally:
             s.close()
+
+
+def test_greedy_batches_stay_within_the_exact_rows(q8, tmp_path):
+    """A context exact up to a few rows (K-quant weights: seven) keeps every greedy batch,
+    the kept tokens carried into it included, within them, with no guard: the text is
+    plain decoding's. Sampled answers are not held to it."""
+    spec = AdedSpeculator.for_backend(q8, corpus_files(), tmp_path, cost=CostModel.flat())
+    s = ChatSession(q8, speculator=spec)
+    s.exact_rows = 4
+    m = [Message("user", "Write a Python function that reverses a list, with a docstring.")]
+    s.reset()
+    _, plain, _ = s.answer(m, SamplingSettings(temperature=0.0, max_tokens=120),
+                           speculative=False)
+    s.reset()
+    _, fast, st = s.answer(m, SamplingSettings(temperature=0.0, max_tokens=120))
+    assert fast == plain
+    assert st.drafted > 0 and st.near_ties == 0
+    assert max(rows for rows, _ in st.batches_per_step) == 4
+    s.reset()
+    _, _, st = s.answer(m, SamplingSettings(temperature=1.0, seed=3, max_tokens=120))
+    assert max(rows for rows, _ in st.batches_per_step) > 4

@@ -11,10 +11,14 @@ Which contexts those are is read from llama.cpp (BENCHMARKS.md, "Where a batch's
 differ"): on a CPU, an F16 cache with two or more threads splits a single token's
 flash attention over 512+ cells across the threads (a batch never splits), so it is
 never exact past 256 cached tokens; the weights decide the rest (K-quant and Q4_0 models
-switch to a tiled matmul for batches of eight rows and more). The weights' part is
-measured: a chain of tokens decoded one at a time and then in batches of the sizes a
-tree uses, after a context past the 256-cell boundary, every logit compared bit for
-bit. A GPU's batch kernels differ from one token's; it keeps the guard unprobed.
+switch to a tiled matmul for batches of eight rows and more: Qwen2.5-Coder-0.5B Q4_K_M
+is bit-exact up to seven rows and off by up to 0.45 in a logit from eight, more than
+the guard's gap, so the guard alone let 3 of 20 greedy answers drift). The weights'
+part is measured: a chain of tokens decoded one at a time and then in batches of the
+sizes a tree uses, after a context past the 256-cell boundary, every logit compared bit
+for bit; the answer is the largest batch that is exact, and greedy decoding keeps its
+batches within it (engine.decode.session). A GPU's batch kernels differ from one
+token's; it keeps the guard unprobed.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
 
 PROBE_CONTEXT = 272  # past the 256-cell boundary at which the KV view grows
-PROBE_SIZES = (2, 4, 8, 9, 16, 32, MAX_TREE)
-PROBE_VERSION = 1
+# every size up to the kernels' switch at eight rows, then the sizes wide trees use
+PROBE_SIZES = (2, 3, 4, 5, 6, 7, 8, 9, 16, 32, MAX_TREE)
+PROBE_VERSION = 2
 
 
 def splits_single_token_attention(backend: LlamaBackend) -> bool:
@@ -39,11 +44,13 @@ def splits_single_token_attention(backend: LlamaBackend) -> bool:
     return backend.info.kv_cache == "f16" and backend.n_threads > 1
 
 
-def probe(backend: LlamaBackend) -> bool:
-    """True when batches of every PROBE_SIZES size give each row exactly the logits that
-    decoding its tokens one at a time gives. Leaves the cache empty."""
+def probe(backend: LlamaBackend) -> int:
+    """The largest batch (in rows) that gives each row exactly the logits decoding its
+    tokens one at a time gives, every smaller PROBE_SIZES size exact too (a size between
+    two probed ones counts as the smaller); 1 where no batch is exact. Leaves the cache
+    empty."""
     if backend.info.gpu_layers > 0 or splits_single_token_attention(backend):
-        return False
+        return 1
     rng = np.random.default_rng(0)
     vocab = backend.n_vocab
     context = rng.integers(0, vocab, PROBE_CONTEXT, dtype=np.int32)
@@ -55,19 +62,21 @@ def probe(backend: LlamaBackend) -> bool:
         for i, tok in enumerate(chain):
             pos = PROBE_CONTEXT + i
             single[i] = backend.decode(np.array([tok], np.int32), np.array([pos], np.int32))[0]
+        exact = 1
         for size in PROBE_SIZES:
             backend.kv_remove(-1, PROBE_CONTEXT, -1)
             rows = backend.decode(chain[:size],
                                   np.arange(PROBE_CONTEXT, PROBE_CONTEXT + size, dtype=np.int32),
                                   logits=np.ones(size, np.int8))
             if not np.array_equal(rows, single[:size]):
-                return False
-        return True
+                return exact
+            exact = size
+        return exact
     finally:
         backend.kv_clear()
 
 
-def load_or_probe(backend: LlamaBackend, cache: Path | None) -> bool:
+def load_or_probe(backend: LlamaBackend, cache: Path | None) -> int:
     """The cached answer for this model file, threads, offload and KV cache type, else a
     fresh probe (3 seconds on the embedded model on two CPU cores), saved for the next
     start."""
@@ -77,14 +86,16 @@ def load_or_probe(backend: LlamaBackend, cache: Path | None) -> bool:
         path = cache / (f"exact{PROBE_VERSION}-{file_identity(Path(info.model_path))}"
                         f"-t{backend.n_threads}-g{info.gpu_layers}-kv{info.kv_cache}.json")
         try:
-            return bool(json.loads(path.read_text())["exact"])
+            rows = int(json.loads(path.read_text())["exact_rows"])
+            if 1 <= rows <= MAX_TREE:
+                return rows
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    exact = probe(backend)
+    rows = probe(backend)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"exact": exact}))
+            path.write_text(json.dumps({"exact_rows": rows}))
         except OSError:
             pass
-    return exact
+    return rows

@@ -109,9 +109,10 @@ class ChatSession:
         self._learned_saved = time.monotonic()
         self._learned_dirty = False
         self._identity: dict | None = None  # model_identity, read once when first asked
-        # batches give each row the logits one token would (engine.decode.exact): greedy
-        # verification needs no near-tie guard; the loader sets it from a probe
-        self.exact_batches = False
+        # batches of up to this many rows give each row the logits one token would
+        # (engine.decode.exact; 1: none does): greedy verification keeps its batches
+        # within them and needs no near-tie guard. The loader sets it from a probe.
+        self.exact_rows = 1
 
     # -- what is loaded ---------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class ChatSession:
                 "engine": {"backend": info.offload, "kv_cache": info.kv_cache,
                            "threads": info.n_threads, "n_ctx": info.n_ctx,
                            "speculative": stats.speculative,
-                           "exact_batches": self.exact_batches}}
+                           "exact_rows": self.exact_rows}}
 
     # -- the drafter ------------------------------------------------------------------
 
@@ -378,14 +379,18 @@ class ChatSession:
         backend, spec, stats = self._backend, ans.spec, ans.stats
         t_step, cpu_step = time.perf_counter(), time.thread_time()
         decode_cpu0 = backend.decode_cpu_s
+        # greedy answers are plain decoding's exactly where batches are computed as one
+        # token is: within exact_rows rows; elsewhere a near-tie guard stands in
+        exact = ans.settings.greedy and self.exact_rows > 1
         if spec is not None and not ans.tied:
             # the tokens behind share the batch, which stays within MAX_TREE rows
-            rows = min(backend.n_batch, MAX_TREE) - len(self._cache.behind)
-            tree = spec.propose(ans.history, min(self._cache.room, rows))
+            rows = min(backend.n_batch, MAX_TREE, self.exact_rows if exact else MAX_TREE)
+            tree = spec.propose(ans.history, min(self._cache.room,
+                                                 rows - len(self._cache.behind)))
         else:
             tree = ans.root
             tree.tokens[0] = ans.pending
-        guard = ans.settings.greedy and not self.exact_batches
+        guard = ans.settings.greedy and not exact
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
                                ans.logit_gaps, TIE_GAP if guard else 0.0,
                                spec.cost.row_s() if len(tree) > 1 else None)
