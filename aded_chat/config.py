@@ -48,6 +48,9 @@ class Config:
     threads: int = 0  # llama.cpp CPU threads; 0 = one per core up to 8 (the app: one fewer)
     kv_cache: str = "auto"  # the KV cache's number type: auto, f16, q8_0 or bf16
     speculative: bool = True
+    # greedy batches only as wide as llama.cpp computes exactly (false: any width, with a
+    # near-tie guard: faster on K-quant weights, but an answer may differ from plain's)
+    exact_greedy: bool = True
     learn_across_runs: bool = True  # the drafter keeps what it learned, per model
     theme: str = "textual-dark"
     system_prompt: str = "You are a helpful assistant."
@@ -130,6 +133,10 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # faster, but at a near-tie of the top two logits a
 #                                 # batch may then pick the other token (f16 on a GPU)
 # speculative = true
+# exact_greedy = true             # greedy answers equal plain decoding's: trees only as
+#                                 # wide as llama.cpp computes exactly (K-quant weights:
+#                                 # seven tokens); false drafts wider, with a near-tie
+#                                 # guard: faster there, but an answer may then differ
 # learn_across_runs = true        # the drafter keeps what it learned from answers, per
 #                                 # model, under the user cache dir (drafts improve with use)
 # theme = "textual-dark"

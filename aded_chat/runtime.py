@@ -34,7 +34,10 @@ def open_model(
     remember (with the config's learn_across_runs) keeps what the drafter learns in the
     cache folder, per model, and starts from it next time. guard_near_ties=True keeps
     greedy verification's near-tie guard on where batches are exact too (as a GPU
-    needs it: the bench measures what it costs)."""
+    needs it: the bench measures what it costs); None takes the config's exact_greedy
+    (off: the guard, and batches of any width)."""
+    if guard_near_ties is None and not cfg.exact_greedy:
+        guard_near_ties = True
     path = resolve_model(model if model is not None else cfg.model, cfg.models_path)
     return open_session(path, SessionOptions(
         n_ctx=cfg.n_ctx, n_gpu_layers=cfg.gpu_layers, threads=cfg.threads or None,

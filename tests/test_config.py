@@ -11,10 +11,11 @@ def test_missing_file_gives_defaults(tmp_path):
 
 def test_values_are_read(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('n_ctx = 2048\nspeculative = false\nkv_cache = "q8_0"\n'
+    p.write_text('n_ctx = 2048\nspeculative = false\nkv_cache = "q8_0"\nexact_greedy = false\n'
                  '[generation]\ntemperature = 1\nseed = 7\n')
     cfg = load_config(p)
     assert cfg.n_ctx == 2048 and cfg.speculative is False and cfg.kv_cache == "q8_0"
+    assert Config().exact_greedy and not cfg.exact_greedy
     assert cfg.generation.temperature == 1.0 and cfg.generation.seed == 7
 
 

@@ -127,3 +127,21 @@ def test_greedy_batches_stay_within_the_exact_rows(q8, tmp_path):
     s.reset()
     _, _, st = s.answer(m, SamplingSettings(temperature=1.0, seed=3, max_tokens=120))
     assert max(rows for rows, _ in st.batches_per_step) > 4
+
+
+def test_the_config_can_trade_exact_greedy_answers_for_wide_batches():
+    """exact_greedy = false (config) verifies greedy trees of any width with the near-tie
+    guard; the default keeps them within the probed exact size."""
+    from dataclasses import replace
+
+    from app_helpers import CFG
+
+    from aded_chat.runtime import open_model
+
+    for exact_greedy, want in ((True, MAX_TREE), (False, 1)):
+        s = open_model(replace(CFG, n_ctx=512, threads=2, kv_cache="q8_0",
+                               exact_greedy=exact_greedy), drafter=True)
+        try:
+            assert s.exact_rows == want, exact_greedy
+        finally:
+            s.close()
