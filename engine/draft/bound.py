@@ -5,9 +5,9 @@ compiled version. For the namedtuples of arrays the drafter's kernels take, that
 Python code: 1-2 microseconds a namedtuple with caches warm, and tens of microseconds a
 call with them cold, as they are right after llama_decode, on every verification
 step's critical path (Qwen2.5-Coder-0.5B, flat curve, trees of 40 nodes on average:
-0.655 -> 0.606 ms of host CPU a step, BENCHMARKS.md session 9). The drafter passes
-its kernels the same arrays, of the same types, at every step, so the version picked at
-the first call is the one for all of them.
+0.655 -> 0.606 ms of host CPU a step, docs/benchmarks-history.md session 9). The
+drafter passes its kernels the same arrays, of the same types, at every step, so the
+version picked at the first call is the one for all of them.
 
 The entry point converts what it unboxes rather than checking its type: a float passed
 where the bound version takes an integer is truncated, and an array's dtype and
