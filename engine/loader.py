@@ -14,6 +14,7 @@ from .decode.exact import load_or_probe
 from .decode.session import ChatSession
 from .draft.cost import CostModel, load_or_measure
 from .draft.memory import learned_path
+from .draft.tree import MAX_TREE
 from .llama.backend import LlamaBackend
 
 
@@ -52,7 +53,10 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
                            kv_cache=o.kv_cache, verbose=o.verbose)
     session = ChatSession(backend)
     if o.drafter:
-        session.exact_rows = 1 if o.guard_near_ties else load_or_probe(backend, o.cache_dir)
+        rows = 1 if o.guard_near_ties else load_or_probe(backend, o.cache_dir)
+        if o.cost_curve is not None and rows < MAX_TREE:
+            rows = 1  # another machine's curve: its trees, as wide as it would verify them
+        session.exact_rows = rows
         cost = o.cost_curve if o.cost_curve is not None else load_or_measure(backend,
                                                                               o.cache_dir)
 

@@ -94,8 +94,8 @@ def test_with_exact_batches_greedy_on_a_flat_curve_needs_no_guard(q8, tmp_path):
     assert drafted > 0
 
 
-def test_the_loader_drops_the_guard_only_where_the_probe_says_exact(tmp_path):
-    from aded_chat.engine import SessionOptions, open_session
+def test_the_loader_drops_the_guard_only_where_the_probe_says_exact(tmp_path, monkeypatch):
+    from aded_chat.engine import SessionOptions, loader, open_session
 
     opts = dict(n_ctx=512, threads=2, corpus=tuple(corpus_files()), cache_dir=tmp_path,
                 cost_curve=CostModel.flat())
@@ -104,6 +104,15 @@ def test_the_loader_drops_the_guard_only_where_the_probe_says_exact(tmp_path):
                                                                guard_near_ties=guard, **opts))
         try:
             assert s.exact_rows == want, (kv, guard)
+        finally:
+            s.close()
+    # exact up to seven rows (K-quant weights): this machine's curve keeps within them;
+    # another machine's curve plans that machine's wide trees, with the guard
+    monkeypatch.setattr(loader, "load_or_probe", lambda backend, cache: 7)
+    for curve, want in ((None, 7), (CostModel.flat(), 1)):
+        s = open_session(embedded_model_path(), SessionOptions(**{**opts, "cost_curve": curve}))
+        try:
+            assert s.exact_rows == want, curve
         finally:
             s.close()
 
