@@ -80,6 +80,8 @@ class _Answer:
     n_out: int = 1
     tied: bool = False  # the last step stopped at a near-tie: decode the next token alone
     logit_gaps: list[float] | None = field(default=None, repr=False)
+    max_rows: int = MAX_TREE  # a verification batch's rows, the tokens carried in included
+    tie_gap: float = 0.0  # greedy verification's near-tie guard (0: off)
     # the tree of a step that drafts nothing (its root is set before each use)
     root: DraftTree = field(default_factory=lambda: DraftTree.root_only(0), repr=False)
 
@@ -359,8 +361,14 @@ class ChatSession:
         t_first = time.perf_counter()
         stats.prompt_s = t_first - t_start
         stats.tokens = 1
+        # Greedy answers are plain decoding's exactly where batches are computed as one
+        # token is: within exact_rows rows. Elsewhere a near-tie guard stands in.
+        exact = settings.greedy and self.exact_rows > 1
+        max_rows = min(self._backend.n_batch, MAX_TREE, self.exact_rows if exact else MAX_TREE)
         return _Answer(settings, sampler, spec, stats, first, list(prompt) + [first],
-                       StreamDecoder(self._backend.piece), t_first, logit_gaps=logit_gaps)
+                       StreamDecoder(self._backend.piece), t_first, logit_gaps=logit_gaps,
+                       max_rows=max_rows,
+                       tie_gap=TIE_GAP if settings.greedy and not exact else 0.0)
 
     def _stop_reason(self, ans: _Answer, cancel: threading.Event | None) -> str | None:
         if self._backend.is_eog(ans.pending):
@@ -379,20 +387,15 @@ class ChatSession:
         backend, spec, stats = self._backend, ans.spec, ans.stats
         t_step, cpu_step = time.perf_counter(), time.thread_time()
         decode_cpu0 = backend.decode_cpu_s
-        # greedy answers are plain decoding's exactly where batches are computed as one
-        # token is: within exact_rows rows; elsewhere a near-tie guard stands in
-        exact = ans.settings.greedy and self.exact_rows > 1
         if spec is not None and not ans.tied:
-            # the tokens behind share the batch, which stays within MAX_TREE rows
-            rows = min(backend.n_batch, MAX_TREE, self.exact_rows if exact else MAX_TREE)
+            # the tokens behind share the batch, which stays within max_rows
             tree = spec.propose(ans.history, min(self._cache.room,
-                                                 rows - len(self._cache.behind)))
+                                                 ans.max_rows - len(self._cache.behind)))
         else:
             tree = ans.root
             tree.tokens[0] = ans.pending
-        guard = ans.settings.greedy and not exact
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
-                               ans.logit_gaps, TIE_GAP if guard else 0.0,
+                               ans.logit_gaps, ans.tie_gap,
                                spec.cost.row_s() if len(tree) > 1 else None)
         emitted, ans.tied = v.emitted, v.tie
         if emitted:
