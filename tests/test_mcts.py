@@ -3,6 +3,7 @@
 import numpy as np
 from aded_chat.engine.draft.aded import AdedSpeculator
 from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.mcts import COPY_LEVEL
 from aded_chat.engine.draft.tree import MAX_TREE, DraftTree
 
 CPU = CostModel.from_probes([1, 2, 4, 8, 16, 32], [0.012, 0.021, 0.028, 0.043, 0.078, 0.156])
@@ -190,6 +191,31 @@ def test_a_long_copy_is_drafted_deeper_than_the_search_goes():
     steep = CostModel(np.arange(MAX_TREE + 2, dtype=np.float64) * 0.01 + 0.01, frozen=True)
     no_long = trained(steep, text[:-1]).propose(text, room=64)
     assert len(no_long) - 1 <= spec.max_depth
+
+
+def test_a_branch_that_reaches_the_search_depth_goes_on_as_a_copy():
+    """Too short a match for a long copy (which would stop at the search's depth), but
+    the tree's likeliest branch reaches that depth inside the passage: the branch goes
+    on with what followed the passage where verifying more costs little, as the batch's
+    first entries; not where each drafted token costs a plain one."""
+    rng = np.random.default_rng(3)
+    passage = rng.integers(10, 100, size=60).tolist()
+    text = rng.integers(10, 100, size=200).tolist() + passage + \
+        rng.integers(10, 100, size=200).tolist() + passage[:4]
+    spec = trained(GPU, text[:-1])
+    spec.accept.table[:] = 0.2  # copies of the prompt are kept, other guesses seldom
+    spec.accept.table[COPY_LEVEL] = 0.95
+    tree = spec.propose(text, room=64)
+    tree.check()
+    deepest = int(tree.depths.max())
+    assert deepest > spec.max_depth
+    assert list(tree.parents[1:deepest + 1]) == list(range(deepest))
+    assert tree.tokens[1:deepest + 1].tolist() == passage[4:4 + deepest]
+    steep = CostModel(np.arange(MAX_TREE + 2, dtype=np.float64) * 0.01 + 0.01, frozen=True)
+    spec = trained(steep, text[:-1])
+    spec.accept.table[:] = 0.2
+    spec.accept.table[COPY_LEVEL] = 0.95
+    assert spec.propose(text, room=64).depths.max() <= spec.max_depth
 
 
 def test_long_copies_that_miss_stop_being_drafted():

@@ -262,6 +262,8 @@ class AdedSpeculator:
         m = self.model
         self._step += 1
         self.learned.sync(history)  # the root: sampled after the last learn
+        # room past the conversation for the search to append a branch to it (scratch)
+        self.learned.reserve(len(self.learned) + self.max_depth)
         search = Search(a, history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                         STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
                         self.trust, self.copy_trust, self._step)
