@@ -260,28 +260,43 @@ def _depth_first(order, k, par, n, out):
 
 
 @nb.njit(cache=True)
+def _copy_path(tables, uni, strong, calib, level, a, b, chain, k, match, p, min_p,
+               buckets, probs, cand_t, cand_p):
+    """Rate the first k tokens of a copy chain that follows context (a, b), where the
+    path to it is accepted with chance p: each token's calibration bucket (its match
+    length, and whether the tri-gram's likeliest token agrees) to buckets, and the path
+    probability through it to probs. Stops after the first token whose path probability
+    falls below min_p; returns the tokens rated."""
+    for d in range(k):
+        m, _ = _candidates(tables, uni, strong, a, b, cand_t, cand_p, 0.0)
+        bk = match_bucket(match + d, m > 0 and cand_t[0] == chain[d])
+        p *= calib[level, bk]
+        buckets[d], probs[d] = bk, p
+        if p < min_p:
+            return d + 1
+        a, b = b, chain[d]
+    return k
+
+
+@nb.njit(cache=True)
 def _long_copy(tables, uni, calib, cost, search, chain, chain_len, chain_match, chain_level,
                limit, bucket_out, cand_t, cand_p):
     """The copy chain drafted alone: each token's calibrated chance given its match (as
     the tree search rates a copy), their running products the path probabilities.
     Returns (k, rate): the prefix that maximises expected tokens per second of
     verification, and that rate; writes each token's calibration bucket."""
-    best_k, best_rate, expect, p = 0, 0.0, 1.0, 1.0
-    a, b = search.ctx_a, search.root
     if chain_match < LONG_COPY_MATCH:
         limit = min(limit, search.max_depth)
-    for d in range(min(chain_len, limit)):
-        m, _ = _candidates(tables, uni, search.strong, a, b, cand_t, cand_p, 0.0)
-        bk = match_bucket(chain_match + d, m > 0 and cand_t[0] == chain[d])
-        bucket_out[d] = bk
-        p *= calib[chain_level, bk]
-        expect += search.copy_trust * p
+    probs = np.empty(max(0, min(chain_len, limit)), np.float64)
+    rated = _copy_path(tables, uni, search.strong, calib, chain_level, search.ctx_a,
+                       search.root, chain, probs.shape[0], chain_match, 1.0, MIN_ROLLOUT_P,
+                       bucket_out, probs, cand_t, cand_p)
+    best_k, best_rate, expect = 0, 0.0, 1.0
+    for d in range(rated):
+        expect += search.copy_trust * probs[d]
         rate = expect / cost[d + 2]
         if rate > best_rate:
             best_k, best_rate = d + 1, rate
-        if p < MIN_ROLLOUT_P:
-            break
-        a, b = b, chain[d]
     return best_k, best_rate
 
 
@@ -338,17 +353,9 @@ def _pv_extension(tables, uni, calib, search, conv, tok, par, dep, pathp, leaf,
     if k == 0:
         return 0, 0
     level = OWN_COPY_LEVEL if end >= conv.prompt_len else COPY_LEVEL
-    a, b = tok[par[leaf]], tok[leaf]
-    p = pathp[leaf]
-    for i in range(k):
-        m, _ = _candidates(tables, uni, search.strong, a, b, cand_t, cand_p, 0.0)
-        bk = match_bucket(match + i, m > 0 and cand_t[0] == ext[i])
-        p *= calib[level, bk]
-        ext_b[i], ext_p[i] = bk, p
-        if p < EXT_MIN_P:
-            return i + 1, level
-        a, b = b, ext[i]
-    return k, level
+    return _copy_path(tables, uni, search.strong, calib, level, tok[par[leaf]], tok[leaf],
+                      ext, k, match, pathp[leaf], EXT_MIN_P, ext_b, ext_p, cand_t,
+                      cand_p), level
 
 
 @nb.njit(cache=True)
