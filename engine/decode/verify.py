@@ -90,10 +90,9 @@ def verify_tree(
         if b:  # `behind` goes into every sequence too, as the root does (row 0)
             seq_ids = np.concatenate([np.broadcast_to(seq_ids[:1], (b, every)), seq_ids])
             n_seq = np.concatenate([np.full(b, every, np.int32), n_seq])
-    want = np.ones(b + n, np.int8)
-    want[:b] = 0  # logits of the tree's nodes only: row i is node i, batch entry b + i
     t0 = time.perf_counter()
-    backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, logits=want, n_logits=n)
+    # logits of the tree's nodes only: row i is node i, batch entry b + i
+    backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, outputs_from=b)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(backend.top2(b, 0)[1])

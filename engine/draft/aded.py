@@ -135,6 +135,8 @@ class AdedSpeculator:
         self._unigrams = Unigrams(np.zeros(UNIGRAM_TOP, i32), np.zeros(UNIGRAM_TOP))
         self._root = DraftTree.root_only(0)  # propose's answer when nothing is worth drafting
         self._searched = 0  # nodes of the last search, in self._out, awaiting its outcome
+        self._expected = 0.0  # the last draft's expected accepted tokens (before trust)
+        self._searched_tree: DraftTree | None = None  # ... and that draft
         self._long = False  # the last draft was a long copy
         self._predicted = self._realised = TRUST_PRIOR
         self._copy_predicted = self._copy_realised = TRUST_PRIOR
@@ -268,17 +270,18 @@ class AdedSpeculator:
                         STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
                         self.trust, self.copy_trust, self._step)
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
-        keep, n, self._long = self._mcts_draft(m.tables, self._unigrams, self.accept.table,
-                                               self.cost.cost, search, conv, self._out)
+        keep, n, self._long, self._expected = self._mcts_draft(
+            m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
             self._root.tokens[0] = history[-1]
             return self._root
         o = self._out
         parents = o.parent[:keep].copy()
-        return DraftTree(o.tok[:keep].copy(), parents, o.depth[:keep].copy(),
-                         o.pathp[:keep].astype(np.float32),
-                         layout=self._batch_layout(parents, self.max_leaves))
+        self._searched_tree = DraftTree(o.tok[:keep].copy(), parents, o.depth[:keep].copy(),
+                                        o.pathp[:keep].astype(np.float32),
+                                        layout=self._batch_layout(parents, self.max_leaves))
+        return self._searched_tree
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float, batch: int | None = None) -> None:
@@ -298,16 +301,19 @@ class AdedSpeculator:
         self._searched = 0
         self.cost.observe(batch or len(tree), decode_s)
         drafted = len(tree) > 1
+        if drafted:  # this step's draft, or (tests) a tree made elsewhere
+            expected = (self._expected if self._searched_tree is tree
+                        else float(tree.probs[1:].sum()))
         if n_new:  # (a step that stopped at a near-tie before its root says nothing)
             self._predicted = TRUST_MEMORY * self._predicted + (
-                float(tree.probs[1:].sum()) if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
+                expected if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
             self._realised = TRUST_MEMORY * self._realised + (
                 kept - 1 if drafted else (1 - TRUST_MEMORY) * TRUST_PRIOR)
             if self._long and drafted:
-                self._copy_predicted = (TRUST_MEMORY * self._copy_predicted
-                                        + float(tree.probs[1:].sum()))
+                self._copy_predicted = TRUST_MEMORY * self._copy_predicted + expected
                 self._copy_realised = TRUST_MEMORY * self._copy_realised + kept - 1
         self._long = False
+        self._searched_tree = None
 
 
 @nb.njit(cache=True)

@@ -432,6 +432,7 @@ class LlamaBackend:
         n_seq: np.ndarray | None = None,
         logits: np.ndarray | None = None,
         n_logits: int | None = None,
+        outputs_from: int | None = None,
     ) -> np.ndarray:
         """Evaluate one batch; return the logits of the entries that asked for them,
         as a (n_outputs, n_vocab) view valid until the next decode.
@@ -439,6 +440,7 @@ class LlamaBackend:
         seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: every
         sequence, `n_every` of them). `logits` marks the entries that want logits
         (default: the last); n_logits, when the caller knows it, is how many do.
+        `outputs_from` instead: every entry from that one on wants logits.
         """
         n = len(tokens)
         if n == 0 or n > self._cap:
@@ -451,7 +453,11 @@ class LlamaBackend:
         else:
             self._b_nseq[:n] = n_seq
             self._b_seq[:n, : seq_ids.shape[1]] = seq_ids
-        if logits is None:
+        if outputs_from is not None:
+            self._b_logits[:outputs_from] = 0
+            self._b_logits[outputs_from:n] = 1
+            n_logits = n - outputs_from
+        elif logits is None:
             self._b_logits[:n] = 0
             self._b_logits[n - 1] = 1
             n_logits = 1
