@@ -28,9 +28,7 @@ class SessionOptions:
     verbose: bool = False  # llama.cpp's log on stderr
     drafter: bool = True  # ADED; False: plain decoding only
     wait_for_drafter: bool = True  # False: return once the model is loaded
-    # another machine's curve (read_cost_curve): the drafter plans that machine's trees,
-    # and greedy steps take the device's top two, as they do on a GPU
-    cost_curve: CostModel | None = None
+    cost_curve: CostModel | None = None  # another machine's curve (read_cost_curve)
     corpus: tuple[Path, ...] = ()  # text files whose tri-grams are the drafter's prior
     cache_dir: Path | None = None  # the prior and the measured curve, per model file
     learned_dir: Path | None = None  # what the drafter learned, kept across runs (None: not)
@@ -52,8 +50,7 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
     o = options
     backend = LlamaBackend(model, n_ctx=o.n_ctx, n_gpu_layers=o.n_gpu_layers,
                            n_threads=o.threads, reserve_core=o.reserve_core,
-                           kv_cache=o.kv_cache, verbose=o.verbose,
-                           device_top2=True if o.cost_curve is not None else None)
+                           kv_cache=o.kv_cache, verbose=o.verbose)
     session = ChatSession(backend)
     if o.drafter:
         rows = 1 if o.guard_near_ties else load_or_probe(backend, o.cache_dir)

@@ -133,7 +133,7 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
     cache.bring_to(prompt)
     sampler = Sampler(GREEDY, backend)
 
-    pending = sampler.sample(-1, -1)
+    pending = sampler.sample(-1, backend.logits_row(-1))
     for _ in range(12):
         # a random tree whose first branch sometimes holds the right token
         n = int(rng.integers(2, 9))

@@ -13,7 +13,7 @@ from aded_chat.engine.decode.verify import verify_tree
 from aded_chat.engine.draft.aded import AdedSpeculator
 from aded_chat.engine.draft.cost import CostModel
 from aded_chat.engine.draft.tree import DraftTree
-from aded_chat.engine.llama.backend import LlamaBackend, top2
+from aded_chat.engine.llama.backend import LlamaBackend
 from aded_chat.engine.llama.models import embedded_model_path
 from aded_chat.engine.llama.sampling import Sampler, SamplingSettings
 from test_speculative import PROMPTS, _chi_square_p, msgs, sampled_counts
@@ -153,41 +153,3 @@ def test_sampling_on_a_flat_curve_keeps_the_distribution(flat_session):
     counts, drafted = sampled_counts(flat_session, 150)
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001
-
-
-def test_the_devices_top2_gives_plain_answers_greedy_and_sampled(flat_session, tmp_path):
-    """The GPU path's greedy draws (llama.cpp's top-k in the graph, no logits copied
-    out), forced on here: wide trees on the flat curve give the answers that raw logits
-    give, and a sampled answer after them (the chain needs the raw logits back) too."""
-    b = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=1, device_top2=True)
-    try:
-        spec = AdedSpeculator.for_backend(b, corpus_files(), tmp_path, cost=CostModel.flat())
-        s, ref = ChatSession(b, speculator=spec), flat_session
-        # the device's top two of a batch's rows are the host's
-        prompt = s.prompt_tokens(msgs("List the days of the week."))
-        toks = np.asarray(prompt[-12:], np.int32)
-        pos = np.arange(len(toks), dtype=np.int32)
-        rows = b.decode(toks, pos, logits=np.ones(len(toks), np.int8)).copy()
-        b.kv_clear()
-        assert b.set_device_top2(True) and b.device_top2
-        b.decode(toks, pos, logits=np.ones(len(toks), np.int8))
-        for i, row in enumerate(rows):
-            tok, gap = b.top2(i, i)
-            want_tok, want_gap = top2(row.copy())
-            assert tok == want_tok and gap == pytest.approx(want_gap, abs=1e-6)
-        b.kv_clear()
-        greedy = SamplingSettings(temperature=0.0, max_tokens=120)
-        sampled = SamplingSettings(temperature=1.0, max_tokens=60, seed=11)
-        drafted = 0
-        for text in PROMPTS[:3]:
-            for settings in (greedy, sampled, greedy):
-                ref.reset()
-                _, plain, _ = ref.answer(msgs(text), settings, speculative=False)
-                s.reset()
-                _, fast, st = s.answer(msgs(text), settings, speculative=True)
-                assert fast == plain, (text, settings.temperature)
-                assert b.device_top2 == settings.greedy
-                drafted += st.drafted
-        assert drafted > 0
-    finally:
-        b.close()

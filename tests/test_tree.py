@@ -91,14 +91,13 @@ def test_walk_stops_before_an_untrusted_node_without_drawing_there():
     assert emitted == [] and path == [0]
 
 
-def test_top2():
-    from aded_chat.engine.llama.backend import top2
+def test_top2_gap():
+    from aded_chat.engine.decode.verify import top2_gap
 
     row = np.array([0.5, 3.0, 2.75, -1.0], np.float32)
-    tok, gap = top2(row)
-    assert tok == 1 and abs(gap - 0.25) < 1e-6
+    assert abs(top2_gap(row) - 0.25) < 1e-6
     assert row[1] == 3.0  # the row is left as it was
-    assert top2(np.array([1.0, 4.0, 4.0], np.float32)) == (1, 0.0)
+    assert top2_gap(np.array([1.0, 4.0, 4.0], np.float32)) == 0.0
 
 
 def test_within_cuts_to_the_longest_prefix_with_that_many_leaves():

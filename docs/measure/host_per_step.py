@@ -3,11 +3,9 @@
 The drafter is handed a curve that is flat up to --nodes tokens and prohibitive past it,
 and an optimistic calibration, so every step drafts a tree of about that size; the
 figure is the median CPU time per step outside llama_decode (drafting, the tree's
-sequences, reading logits, near-tie gaps, sampling, learning, KV edits). With
---device-top2 the rows' top two come from llama.cpp's graph, as they do where the model
-runs on a GPU (LlamaBackend.set_device_top2): that top-k then runs inside llama_decode.
+sequences, reading logits, near-tie gaps, sampling, learning, KV edits).
 
-    python docs/measure/host_per_step.py --model qwen.gguf --nodes 32 --nodes 63 [--device-top2]
+    python docs/measure/host_per_step.py --model qwen.gguf --nodes 32 --nodes 63
 """
 
 from __future__ import annotations
@@ -38,10 +36,8 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, action="append", default=[])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--device-top2", action="store_true")
     args = ap.parse_args()
-    backend = LlamaBackend(args.model, n_ctx=2048, n_threads=args.threads,
-                           device_top2=args.device_top2)
+    backend = LlamaBackend(args.model, n_ctx=2048, n_threads=args.threads)
     greedy = SamplingSettings(temperature=0.0, max_tokens=args.max_tokens)
     for nodes in args.nodes or [32, 63]:
         curve = CostModel.from_probes([1, nodes, nodes + 1], [0.002, 0.002, 1.0], frozen=True)
@@ -56,8 +52,7 @@ def main() -> None:
             wide = [i for i, (t, _) in enumerate(st.batches_per_step) if t >= 0.75 * nodes]
             host += [st.host_cpu_s_per_step[i] for i in wide]
             sizes += [st.batches_per_step[i][0] for i in wide]
-        where = "the device's top-2" if backend.device_top2 else "logits read on the host"
-        print(f"{backend.info.model_desc} (vocab {backend.n_vocab}), {where}, trees of "
+        print(f"{backend.info.model_desc} (vocab {backend.n_vocab}), trees of "
               f"{np.mean(sizes):.0f} tokens ({len(host)} steps): host "
               f"{1e3 * statistics.median(host):.3f} ms CPU per step (median)")
     backend.close()

@@ -21,7 +21,7 @@ from ..errors import ContextOverflowError, PrefillCancelled
 from ..llama.backend import BackendInfo, LlamaBackend
 from ..llama.detok import StreamDecoder
 from ..llama.models import model_identity
-from ..llama.sampling import Sampler, SamplingSettings, argmax_only
+from ..llama.sampling import Sampler, SamplingSettings
 from ..llama.template import ChatTemplate, Message
 from .kv import KvCache
 from .stats import AnswerStats, StepStats
@@ -351,16 +351,13 @@ class ChatSession:
             spec, stats.fallback = None, "model cannot trim its cache (recurrent/hybrid)"
         stats.speculative = spec is not None
         self.last_stats = stats
-        # greedy draws from the device's top two where it has them (a GPU), from the
-        # first logits on: the prompt's last row is the first draw's
-        self._backend.set_device_top2(argmax_only(settings))
         stats.prompt_evaluated = self._cache.bring_to(prompt, progress)
         sampler = Sampler(settings, self._backend)
         sampler.remember(prompt)
         if spec is not None:
             spec.begin(prompt)
             stats.trigram_mb = spec.table_mb
-        first = sampler.sample(-1, -1)
+        first = sampler.sample(-1, self._backend.logits_row(-1))
         t_first = time.perf_counter()
         stats.prompt_s = t_first - t_start
         stats.tokens = 1

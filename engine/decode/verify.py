@@ -48,6 +48,21 @@ class Verified:
     behind: list[int] = field(default_factory=list)
 
 
+def top2(row: np.ndarray) -> tuple[int, float]:
+    """The argmax and the top logit minus the runner-up (0 for an exact tie). Sets the
+    maximum aside for a second max instead of sorting: two passes over the row."""
+    i = int(row.argmax())
+    top = row[i]
+    row[i] = -np.inf
+    second = row.max()
+    row[i] = top
+    return i, float(top - second)
+
+
+def top2_gap(row: np.ndarray) -> float:
+    return top2(row)[1]
+
+
 def verify_tree(
     backend: LlamaBackend,
     tree: DraftTree,
@@ -92,19 +107,19 @@ def verify_tree(
             n_seq = np.concatenate([np.full(b, every, np.int32), n_seq])
     t0 = time.perf_counter()
     # logits of the tree's nodes only: row i is node i, batch entry b + i
-    backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, outputs_from=b)
+    logits = backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, outputs_from=b)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
-        logit_gaps.append(backend.top2(b, 0)[1])
+        logit_gaps.append(top2_gap(logits[0]))
 
     trusted = None
     argmax: dict[int, int] = {}  # the near-tie check's argmax, which greedy draws reuse
     if tie_gap > 0 and n > 1:
         def trusted(node: int) -> bool:
-            argmax[node], gap = backend.top2(b + node, node)
+            argmax[node], gap = top2(logits[node])
             return gap >= tie_gap
     emitted, path = accept_walk(
-        tree, lambda node: sampler.sample(b + node, node, argmax.get(node)),
+        tree, lambda node: sampler.sample(b + node, logits[node], argmax.get(node)),
         backend.is_eog, max_emit, trusted,
     )
     kept = len(emitted)  # the path, less a node the walk stopped at
@@ -150,11 +165,11 @@ def _plain_step(backend: LlamaBackend, root: int, n_past: int, sampler: Sampler,
     the tree's batch layout and walk: a small model decodes a token in a few ms, and
     their Python work was a few percent of that."""
     t0 = time.perf_counter()
-    backend.decode_one(root, n_past)
+    row = backend.decode_one(root, n_past)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:
-        logit_gaps.append(backend.top2(0, 0)[1])
-    return Verified([sampler.sample(0, 0)], 1, 0, decode_s, False, 1, 0)
+        logit_gaps.append(top2_gap(row))
+    return Verified([sampler.sample(0, row)], 1, 0, decode_s, False, 1, 0)
 
 
 def _restore_cell_order(backend: LlamaBackend, tree: DraftTree, kept_path: list[int],

@@ -206,7 +206,6 @@ class LlamaBackend:
         n_threads: int | None = None,
         reserve_core: bool = False,
         kv_cache: str = "f16",
-        device_top2: bool | None = None,
         verbose: bool = False,
     ) -> None:
         global _backend_ready
@@ -258,9 +257,6 @@ class LlamaBackend:
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = n_seq_max
-        # a batch's outputs per sequence while the device's top-2 is on (set_device_top2):
-        # a tree's trunk is in every sequence, so up to a whole tree
-        cparams.n_outputs_max_per_seq = MAX_TREE + 1
         cparams.kv_unified = True
         cparams.type_k = cparams.type_v = KV_CACHE_TYPES[kv_cache]
         cparams.n_threads = self.n_threads
@@ -298,8 +294,6 @@ class LlamaBackend:
         # (A recurrent model's state is per sequence, and it drafts no trees: sequence 0.)
         self.n_every = n_seq_max if self.partial_kv_removal else 1
         self._alloc_batch(n_batch, n_seq_max)
-        self._top2_chains: list = []  # one llama.cpp top-k(2) chain per sequence
-        self._device_top2 = False  # whether they are set on the context now
 
         offloaded = _recent_log(r"offloaded (\d+)/(\d+) layers")
         n_layers = int(llama_cpp.llama_model_n_layer(model))
@@ -318,12 +312,6 @@ class LlamaBackend:
             partial_kv_removal=self.partial_kv_removal,
             kv_cache=kv_cache,
         )
-        # Where the model runs on a GPU, greedy steps take each row's top two from the
-        # device instead of copying every row's logits to the host and scanning them
-        # there (set_device_top2). On a CPU the graph's top-k costs more than NumPy's
-        # scan of the few rows a walk reads (BENCHMARKS.md), so it is off.
-        self.device_top2_capable = (gpu_layers > 0 if device_top2 is None
-                                    else device_top2) and self.partial_kv_removal
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -331,9 +319,6 @@ class LlamaBackend:
         if getattr(self, "_ctx", None):
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-        for chain in getattr(self, "_top2_chains", ()):
-            llama_cpp.llama_sampler_free(chain)
-        self._top2_chains = []
         if getattr(self, "_model", None):
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -501,74 +486,8 @@ class LlamaBackend:
         return view
 
     def logits_row(self, index: int) -> np.ndarray:
-        """Logits of the index-th output of the last decode (-1: the last one). Not
-        while the device's top-2 is on: llama.cpp then copies no logits out."""
+        """Logits of the index-th output of the last decode (-1: the last one)."""
         return self._logits[index]
-
-    def set_device_top2(self, on: bool) -> bool:
-        """Have llama.cpp find each output row's top two logits in the graph, on the
-        device, for greedy steps (its experimental backend sampling): the host then
-        reads two tokens and two logits a row instead of the whole vocabulary's, and a
-        GPU copies no logits out (a 32-row tree of a 152k-token vocabulary is 19 MB).
-        Every sequence gets the top-k chain, or no output row would be left without
-        raw logits. Only where `device_top2_capable`; returns whether it is on. While
-        on, top2() and argmax() read the device's figures and logits_row() is stale:
-        a sampler chain (temperature, penalties) needs it off."""
-        on = on and self.device_top2_capable
-        if on == self._device_top2:
-            return on
-        if not on:
-            self._drop_top2_chains()
-            return False
-        # fresh chains each time: llama.cpp sets a chain up for one context, once
-        for seq in range(self.n_seq_max):
-            chain = llama_cpp.llama_sampler_chain_init(
-                llama_cpp.llama_sampler_chain_default_params())
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(2))
-            self._top2_chains.append(chain)
-            if not llama_cpp.llama_set_sampler(self._ctx, seq, chain):
-                # the device cannot run it: raw logits, as before
-                self.device_top2_capable = False
-                self._drop_top2_chains()
-                return False
-        self._device_top2 = True
-        return True
-
-    def _drop_top2_chains(self) -> None:
-        """Take the top-2 chains off the context (every sequence) and free them."""
-        for seq in range(len(self._top2_chains)):
-            llama_cpp.llama_set_sampler(self._ctx, seq, None)
-        for chain in self._top2_chains:
-            llama_cpp.llama_sampler_free(chain)
-        self._top2_chains = []
-        self._device_top2 = False
-
-    @property
-    def device_top2(self) -> bool:
-        return self._device_top2
-
-    def top2(self, index: int, row: int) -> tuple[int, float]:
-        """The argmax of batch entry `index` (the last decode's output `row`) and its
-        top logit minus the runner-up (0 for an exact tie): the device's top two when
-        set_device_top2 is on, else a scan of the row's logits."""
-        if not self._device_top2:
-            return top2(self._logits[row])
-        toks = llama_cpp.llama_get_sampled_candidates_ith(self._ctx, index)
-        vals = llama_cpp.llama_get_sampled_logits_ith(self._ctx, index)
-        if not vals:
-            raise DecodeError(f"no top-2 from the device for batch entry {index}")
-        t0, t1, v0, v1 = toks[0], toks[1], vals[0], vals[1]
-        # the first maximum, as an argmax (and llama.cpp's greedy sampler) takes it;
-        # three or more exact ties are told apart by the device's order
-        if v1 > v0 or (v1 == v0 and t1 < t0):
-            t0, v0, v1 = t1, v1, v0
-        return int(t0), float(v0 - v1)
-
-    def argmax(self, index: int, row: int) -> int:
-        """The first maximum of batch entry `index`'s logits (output `row`)."""
-        if not self._device_top2:
-            return int(self._logits[row].argmax())
-        return self.top2(index, row)[0]
 
     def prefill(self, tokens: list[int], start: int,
                 after_chunk: Callable[[int], None] | None = None) -> np.ndarray:
@@ -605,17 +524,6 @@ class LlamaBackend:
 
     def kv_clear(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
-
-
-def top2(row: np.ndarray) -> tuple[int, float]:
-    """The argmax and the top logit minus the runner-up (0 for an exact tie). Sets the
-    maximum aside for a second max instead of sorting: two passes over the row."""
-    i = int(row.argmax())
-    top = row[i]
-    row[i] = -np.inf
-    second = row.max()
-    row[i] = top
-    return i, float(top - second)
 
 
 class SamplerChain:

@@ -11,6 +11,8 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .backend import LlamaBackend
 
@@ -44,24 +46,17 @@ class SamplingSettings:
         return asdict(self)
 
 
-def argmax_only(settings: SamplingSettings) -> bool:
-    """Whether drawing a token is taking the logits' first maximum: greedy without a
-    repetition penalty (which needs llama.cpp's chain and its token history)."""
-    return settings.greedy and settings.repeat_penalty == 1.0
-
-
 class Sampler:
     """How an answer draws its tokens: llama.cpp's chain (engine.llama.backend), with
-    plain greedy's argmax taken from the backend's logits (or the device's top two)."""
+    plain greedy's argmax taken here from logits already at hand."""
 
     def __init__(self, settings: SamplingSettings, backend: LlamaBackend):
         s = settings
         if not s.greedy and (s.seed is None or not 0 <= s.seed <= SEED_MAX):
             raise ValueError(f"sampler needs a seed in 0..{SEED_MAX}, not {s.seed}")
         self.settings = settings
-        self._backend = backend
         self._chain = backend.sampler_chain(settings)
-        self._argmax = argmax_only(s)
+        self._argmax = s.greedy and s.repeat_penalty == 1.0
 
     def remember(self, tokens: list[int]) -> None:
         """Feed prompt tokens to the repetition penalty's history."""
@@ -69,16 +64,17 @@ class Sampler:
             for t in tokens[-self.settings.repeat_last_n:]:
                 self._chain.accept(t)
 
-    def sample(self, index: int, row: int | None = None, argmax: int | None = None) -> int:
-        """Draw from the logits of the last batch's entry `index` and record the token.
-        `row`, when given, is that entry's output row in the last decode; `argmax`, when
-        given, is that row's first maximum, already found."""
+    def sample(self, index: int, logits: np.ndarray | None = None,
+               argmax: int | None = None) -> int:
+        """Draw from the logits of batch entry `index` and record the token. `logits`,
+        when given, is that entry's row (every entry of the batch asked for logits);
+        `argmax`, when given, is that row's first maximum, already found."""
         if self._argmax and argmax is not None:
             return argmax
-        if self._argmax and row is not None:
+        if self._argmax and logits is not None:
             # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
             # without copying the whole vocabulary into a candidate array per token.
-            return self._backend.argmax(index, row)
+            return int(logits.argmax())
         return self._chain.sample(index)
 
     def close(self) -> None:
