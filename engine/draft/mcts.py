@@ -364,17 +364,17 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     (node 0 is the root), best first, and return (draft size, nodes written, whether the
     draft is a long copy, its expected accepted tokens): the draft is the first nodes.
     The draft has at most search.max_nodes drafted nodes and search.max_leaves leaves.
-    calib[level, bucket] is the calibrated chance of acceptance (engine.draft.acceptance);
-    cost[n] the seconds to verify n tokens; search.trust scales the expected accepted
-    tokens. When the root's
-    candidates cannot pay for any tree, the search stops after expanding the root, whose
-    children are still written out for the calibration. The copy chain found in the
-    conversation (engine.draft.lookup) is always a candidate on its own path, calibrated
-    apart for copies of the prompt and of the answer itself; drafted alone, that chain
-    may go deeper than the search (up to LONG_COPY, weighed by search.copy_trust), and is
-    the draft when it promises more speed than the search's best tree. The tree's
-    likeliest branch, where it reaches max_depth, may go on as a copy (_pv_extension).
-    conv.tokens needs room for max_depth tokens past conv.n (the search's scratch)."""
+    calib[level, bucket] is the calibrated chance of acceptance
+    (engine.draft.acceptance); cost[n] the seconds to verify n tokens; search.trust
+    scales the expected accepted tokens. When the root's candidates cannot pay for any
+    tree, the search stops after expanding the root, whose children are still written
+    out for the calibration. The copy chain found in the conversation
+    (engine.draft.lookup) is always a candidate on its own path, calibrated apart for
+    copies of the prompt and of the answer itself; drafted alone, that chain may go
+    deeper than the search (up to LONG_COPY, weighed by search.copy_trust), and is the
+    draft when it promises more speed than the search's best tree. The tree's likeliest
+    branch, where it reaches max_depth, may go on as a copy (_pv_extension). conv.tokens
+    needs room for max_depth tokens past conv.n (the search's scratch)."""
     n_sims, max_depth, c1, c2 = search.n_sims, search.max_depth, search.c1, search.c2
     max_nodes, trust, strong = search.max_nodes, search.trust, search.strong
     root_tok, chain = search.root, out.chain

@@ -416,7 +416,6 @@ class LlamaBackend:
         seq_ids: np.ndarray | None = None,
         n_seq: np.ndarray | None = None,
         logits: np.ndarray | None = None,
-        n_logits: int | None = None,
         outputs_from: int | None = None,
     ) -> np.ndarray:
         """Evaluate one batch; return the logits of the entries that asked for them,
@@ -424,8 +423,7 @@ class LlamaBackend:
 
         seq_ids[i, :n_seq[i]] lists the sequences entry i belongs to (default: every
         sequence, `n_every` of them). `logits` marks the entries that want logits
-        (default: the last); n_logits, when the caller knows it, is how many do.
-        `outputs_from` instead: every entry from that one on wants logits.
+        (default: the last); or `outputs_from`: every entry from that one on does.
         """
         n = len(tokens)
         if n == 0 or n > self._cap:
@@ -448,8 +446,7 @@ class LlamaBackend:
             n_logits = 1
         else:
             self._b_logits[:n] = logits
-            if n_logits is None:
-                n_logits = int(np.count_nonzero(logits))
+            n_logits = int(np.count_nonzero(logits))
         return self._run(n, n_logits)
 
     def decode_one(self, token: int, pos: int) -> np.ndarray:
