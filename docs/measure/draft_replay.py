@@ -14,6 +14,8 @@ time (the bench's projection adds it).
 
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve flat
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve measured
+    python docs/measure/draft_replay.py --model qwen.gguf --record /tmp/rec-qwen.npz \
+        --curve measured --carry --max-rows 7   # exact greedy's cap for that model
 """
 
 from __future__ import annotations
@@ -56,15 +58,15 @@ def record(backend: LlamaBackend, prompts: list[dict], max_tokens: int) -> dict:
     return out
 
 
-def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separate: bool
-           ) -> tuple[int, float]:
+def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separate: bool,
+           max_rows: int = MAX_TREE) -> tuple[int, float]:
     """(steps, summed verification cost) of one answer."""
     cost = spec.cost.cost
     spec.begin(prompt.tolist())
     history = prompt.tolist() + [int(answer[0])]
     j, steps, spent, behind = 1, 0, 0.0, 0  # answer[j]: the next token to produce
     while j < len(answer):
-        tree = spec.propose(history, MAX_TREE - behind)  # as the decode loop's room
+        tree = spec.propose(history, max_rows - behind)  # as the decode loop's room
         path = [0]
         while j + len(path) - 1 < len(answer):
             kids = np.flatnonzero(tree.parents == path[-1])
@@ -101,6 +103,9 @@ def main() -> None:
                          "bench does (default: every prompt starts from the prior)")
     ap.add_argument("--separate", action="store_true",
                     help="re-evaluate out-of-order kept tokens in a decode of their own")
+    ap.add_argument("--max-rows", type=int, default=MAX_TREE,
+                    help="batch rows a step may use, as exact greedy decoding caps them "
+                         "(engine.decode.exact: 7 for Qwen2.5-Coder Q4_K_M here)")
     args = ap.parse_args()
     prompts = load_prompts(Path(args.prompts) if args.prompts else default_prompts())
     backend = LlamaBackend(args.model, n_ctx=4096, n_threads=args.threads,
@@ -127,7 +132,7 @@ def main() -> None:
         if not args.carry:
             spec.restore(state)
         prompt, answer = rec[p["id"]]
-        steps, spent = replay(spec, prompt, answer, args.separate)
+        steps, spent = replay(spec, prompt, answer, args.separate, args.max_rows)
         row = ((len(answer) - 1) / max(1, steps), (len(answer) - 1) * c1 / max(spent, c1))
         by_cat[p["category"]].append(row)
         by_cat["overall"].append(row)
