@@ -46,3 +46,15 @@ def test_bound_and_dispatched_kernels_draft_and_learn_the_same():
         runs.append((trees, spec.model.snapshot()[1].tolist(), spec.accept.table.tolist()))
     assert any(len(tokens) > 1 for tokens, _, _ in runs[0][0])  # it drafted trees
     assert runs[0] == runs[1]
+
+
+def test_the_warm_up_binds_every_kernel_a_step_calls_even_where_it_drafts_nothing():
+    """On a CPU's curve the warm-up's own search drafts nothing; the first real draft
+    must not be the one that loads the batch layout's compiled code (a stall in the
+    middle of the first answer)."""
+    cpu = CostModel.from_probes([1, 2, 4, 8], [0.006, 0.013, 0.02, 0.03], frozen=True)
+    spec = AdedSpeculator(vocab=64, cost=cpu, max_mb=1.0)
+    spec.warm_up()
+    assert spec._searched == 0 and len(spec.learned) == 0  # it learned nothing
+    for kernel in (spec._mcts_draft, spec._absorb, spec._batch_layout):
+        assert kernel._entry is not None

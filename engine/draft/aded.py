@@ -178,6 +178,9 @@ class AdedSpeculator:
             self.begin([0, 1, 2, 0, 1])
             tree = self.propose([0, 1], 8)
             self.learn([0, 1, 2], 1, tree, 1, 0.0)
+            # a draft's batch layout: on a CPU's curve the warm-up drafts nothing, and
+            # the first real draft loaded this kernel (5 ms of host time in that step)
+            self._batch_layout(np.array([-1, 0], np.int32), self.max_leaves)
         finally:
             self.model, self.accept, self.cost = real
             self.learned = TokenStream()
