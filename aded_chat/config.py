@@ -133,10 +133,13 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # faster, but at a near-tie of the top two logits a
 #                                 # batch may then pick the other token (f16 on a GPU)
 # speculative = true
-# exact_greedy = true             # greedy answers equal plain decoding's: trees only as
-#                                 # wide as llama.cpp computes exactly (K-quant weights:
-#                                 # seven tokens); false drafts wider, with a near-tie
-#                                 # guard: faster there, but an answer may then differ
+# exact_greedy = true             # greedy answers equal plain decoding's. On a CPU
+#                                 # ggml's tiled K-quant matmul is then off for the run
+#                                 # (GGML_CPU_TILED_MM=0, unless you set it), so batches
+#                                 # of any width are exact, and K-quant prompts evaluate
+#                                 # ~20% slower; where batches still differ, trees keep
+#                                 # within the widest exact one. false: wide trees with
+#                                 # a near-tie guard; an answer may then differ
 # learn_across_runs = true        # the drafter keeps what it learned from answers, per
 #                                 # model, under the user cache dir (drafts improve with use)
 # theme = "textual-dark"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import platformdirs
 
-from aded_chat.engine import BackendInfo, Message, SamplingSettings
+from aded_chat.engine import BackendInfo, Message, SamplingSettings, user_environment
 from aded_chat.errors import UsageError
 
 PREFIX = "llama-server:"
@@ -91,8 +91,11 @@ class LlamaServer:
         self.port = _free_port()
         self._log.seek(0)
         self._log.truncate()
+        # llama.cpp's defaults (the kernels this process chose for exact batches are
+        # not the peer's: engine.llama.kernels)
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                      stdout=self._log, stderr=subprocess.STDOUT)
+                                      stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=user_environment())
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .limits import SettingsError, check_load, check_sampling
 from .llama.backend import KV_CACHE_CHOICES, BackendInfo, default_threads
+from .llama.kernels import tiled_matmul_off, user_environment
 from .llama.models import ModelEntry, embedded_model_path, list_models, resolve_model
 from .llama.sampling import SEED_MAX, SamplingSettings
 from .llama.template import Message, TemplateRenderError
@@ -37,5 +38,6 @@ __all__ = [
     "Message", "ModelEntry", "ModelLoadError", "PrefillCancelled", "SamplingSettings",
     "SessionOptions", "SettingsError", "StepStats", "TemplateRenderError", "check_load",
     "check_sampling", "common_prefix", "default_threads", "embedded_model_path", "list_models",
-    "open_session", "projected_speedup", "read_cost_curve", "resolve_model",
+    "open_session", "projected_speedup", "read_cost_curve", "resolve_model", "tiled_matmul_off",
+    "user_environment",
 ]

@@ -15,6 +15,7 @@ from .decode.session import ChatSession
 from .draft.cost import CostModel, load_or_measure
 from .draft.memory import learned_path
 from .draft.tree import MAX_TREE
+from .llama import kernels
 from .llama.backend import LlamaBackend
 
 
@@ -35,6 +36,10 @@ class SessionOptions:
     # greedy near-tie guard: None where batches are not exact (engine.decode.exact);
     # True on every step, as a GPU must (to measure what that costs)
     guard_near_ties: bool | None = None
+    # compute batches with the one-token kernels (engine.llama.kernels: ggml's tiled
+    # K-quant matmul off), so that greedy batches of any width are exact on a CPU; the
+    # process's first model decides it for the process
+    exact_kernels: bool = False
 
 
 def read_cost_curve(spec: str | None) -> CostModel | None:
@@ -48,6 +53,8 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
     """Load `model` (a GGUF path) and, unless options.drafter is off, its drafter.
     Raises ModelLoadError (one sentence) for a file llama.cpp cannot use."""
     o = options
+    if o.exact_kernels:
+        kernels.exact_batch_kernels()
     backend = LlamaBackend(model, n_ctx=o.n_ctx, n_gpu_layers=o.n_gpu_layers,
                            n_threads=o.threads, reserve_core=o.reserve_core,
                            kv_cache=o.kv_cache, verbose=o.verbose)

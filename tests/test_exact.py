@@ -62,7 +62,7 @@ def test_a_batch_one_bit_off_is_not_exact(q8, monkeypatch):
 
 def test_the_answer_is_cached_per_model_and_settings(q8, tmp_path, monkeypatch):
     assert exact.load_or_probe(q8, tmp_path) == MAX_TREE
-    files = list(tmp_path.glob("exact*-kvq8_0.json"))
+    files = list(tmp_path.glob("exact*-kvq8_0*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text()) == {"exact_rows": MAX_TREE}
     monkeypatch.setattr(exact, "probe", lambda b: pytest.fail("probed again"))
     assert exact.load_or_probe(q8, tmp_path) == MAX_TREE

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..draft.tree import MAX_TREE
+from ..llama import kernels
 from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
 
@@ -84,7 +85,8 @@ def load_or_probe(backend: LlamaBackend, cache: Path | None) -> int:
     if cache is not None:
         info = backend.info
         path = cache / (f"exact{PROBE_VERSION}-{file_identity(Path(info.model_path))}"
-                        f"-t{backend.n_threads}-g{info.gpu_layers}-kv{info.kv_cache}.json")
+                        f"-t{backend.n_threads}-g{info.gpu_layers}-kv{info.kv_cache}"
+                        f"{kernels.cache_tag()}.json")
         try:
             rows = int(json.loads(path.read_text())["exact_rows"])
             if 1 <= rows <= MAX_TREE:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineError
+from ..llama import kernels
 from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
 from .tree import MAX_TREE
@@ -192,7 +193,8 @@ def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
     if cache is not None:
         kv = "" if backend.info.kv_cache == "f16" else f"-kv{backend.info.kv_cache}"
         path = cache / (f"cost2-{file_identity(Path(backend.info.model_path))}"
-                        f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}.json")
+                        f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}"
+                        f"{kernels.cache_tag()}.json")
         cost = CostModel.load(path)
         if cost is not None:
             return cost

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..draft.tree import MAX_TREE
 from ..errors import DecodeError, ModelLoadError
+from . import kernels
 
 GGUF_MAGIC = b"GGUF"
 
@@ -215,6 +216,7 @@ class LlamaBackend:
         if not _backend_ready:
             llama_cpp.llama_backend_init()
             _backend_ready = True
+        kernels.lock()  # ggml reads its matmul switch at this process's first matmul
 
         if n_gpu_layers is None:
             n_gpu_layers = 999 if gpu_offload_supported() else 0
