@@ -28,6 +28,7 @@ from aded_chat.engine import (
     common_prefix,
     projected_speedup,
     read_cost_curve,
+    tiled_matmul_off,
 )
 from aded_chat.errors import UsageError
 from aded_chat.llama_server import PREFIX, LlamaServer, PeerError, find_binary, modes_of
@@ -155,7 +156,7 @@ def run_session(session, messages, settings, *, speculative: bool, gaps=None,
            "mean_tree_nodes": st.drafted / st.steps + 1 if st.steps else 1.0,
            "redecoded_steps": sum(1 for _, again in st.batches_per_step if again),
            "carried_tokens": st.carried, "near_tie_stops": st.near_ties,
-           "prompt_tokens": st.prompt_tokens}
+           "prompt_tokens": st.prompt_tokens, "prompt_tokens_per_s": st.prompt_tokens_per_s}
     if foreign_cost is not None and speculative:
         row["projected_speedup"] = projected_speedup(st, foreign_cost)
     return row
@@ -324,7 +325,8 @@ def run_bench(cfg, args) -> int:
         "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
                      "pld_draft_tokens": PLD_DRAFT_TOKENS, "threads": info.n_threads,
                      "gpu_layers": info.gpu_layers, "kv_cache": info.kv_cache,
-                     "exact_rows": session.exact_rows},
+                     "exact_rows": session.exact_rows,
+                     "tiled_matmul": "off" if tiled_matmul_off() else "on"},
         "prompts": results,
         "geomean_speedup_vs_plain": _geomeans(results, methods),
     }
@@ -446,5 +448,11 @@ def format_report(report: dict, methods: list[str]) -> str:
             f"steps replayed on that curve): {report['tokens_per_step']:.2f} tok/step, "
             f"acceptance {100 * report['aded_acceptance']:.0f}%, speedup "
             + ", ".join(f"{c} {speedup(v)}" for c, v in proj.items()))
+    plain_pp = [r["plain"]["prompt_tokens_per_s"] for r in report["prompts"]
+                if r.get("plain", {}).get("prompt_tokens_per_s")]
+    if plain_pp:
+        extra.append(f"prompt evaluation {statistics.median(plain_pp):.0f} tok/s (plain, median) "
+                     f"| ggml's tiled K-quant matmul "
+                     f"{report['settings'].get('tiled_matmul', 'on')}")
     extra.append(f"ready in {report['ready_seconds']:.2f} s")
     return "\n".join(lines + [""] + extra)
