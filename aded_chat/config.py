@@ -137,7 +137,7 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # ggml's tiled K-quant matmul is then off for the run
 #                                 # (GGML_CPU_TILED_MM=0, unless you set it), so batches
 #                                 # of any width are exact, and K-quant prompts evaluate
-#                                 # ~20% slower; where batches still differ, trees keep
+#                                 # 12-19% slower; where batches still differ, trees keep
 #                                 # within the widest exact one. false: wide trees with
 #                                 # a near-tie guard; an answer may then differ
 # learn_across_runs = true        # the drafter keeps what it learned from answers, per

@@ -37,8 +37,9 @@ class SessionOptions:
     # True on every step, as a GPU must (to measure what that costs)
     guard_near_ties: bool | None = None
     # compute batches with the one-token kernels (engine.llama.kernels: ggml's tiled
-    # K-quant matmul off), so that greedy batches of any width are exact on a CPU; the
-    # process's first model decides it for the process
+    # K-quant matmul off), so that greedy batches of any width are exact on a CPU; asked
+    # with the drafter off too, so plain answers are the speculative ones' token for
+    # token. The process's first model decides it for the process
     exact_kernels: bool = False
 
 

@@ -104,3 +104,36 @@ def test_a_k_quant_model_is_exact_at_any_width_with_the_tiled_matmul_off(kquant,
     if default["exact_rows"] == MAX_TREE:
         pytest.skip("this CPU never takes ggml's tiled matmul (no AVX2)")
     assert default["exact_rows"] < 8
+
+
+def test_exact_greedy_asks_for_exact_kernels_before_the_model_loads(monkeypatch):
+    """The config's exact_greedy reaches the loader, which sets the switch before the
+    backend exists (ggml reads it at the process's first matmul)."""
+    from dataclasses import replace
+
+    from aded_chat.engine import loader
+    from app_helpers import CFG
+
+    from aded_chat import runtime
+
+    seen = []
+    monkeypatch.setattr(runtime, "open_session", lambda path, o: seen.append(o.exact_kernels))
+    for exact_greedy in (True, False):
+        runtime.open_model(replace(CFG, exact_greedy=exact_greedy))
+    assert seen == [True, False]
+
+    order = []
+
+    class Stop(Exception):
+        pass
+
+    def backend(*a, **kw):
+        order.append("backend")
+        raise Stop
+
+    monkeypatch.setattr(loader.kernels, "exact_batch_kernels", lambda: order.append("switch"))
+    monkeypatch.setattr(loader, "LlamaBackend", backend)
+    for exact in (True, False):
+        with pytest.raises(Stop):
+            loader.open_session("m.gguf", loader.SessionOptions(exact_kernels=exact))
+    assert order == ["switch", "backend", "backend"]

@@ -8,8 +8,8 @@ Greedy verification could then only be exact within seven tokens (engine.decode.
 With the tiled kernel off (GGML_CPU_TILED_MM=0), every batch goes through the one-token
 kernels and is computed exactly as single tokens are, at any width. A single token's
 decode is unchanged; what it costs is prompt evaluation on such models (BENCHMARKS.md,
-session 13: 19% slower on Qwen2.5-Coder-0.5B Q4_K_M, 274 -> 222 tokens/s), and wide
-batches run ~10% dearer. Other weight types never take the tiled kernel.
+session 13, Qwen2.5-Coder-0.5B Q4_K_M: 12% slower over the bench's prompts, 19% at 512
+tokens), and wide batches run ~10% dearer. Other weight types never take that kernel.
 
 ggml reads the switch once, at the process's first matmul, so it is chosen before any
 model decodes and holds for the whole process. A value the user set is left alone.
@@ -29,7 +29,7 @@ def _atoi(text: str) -> int:
     """C's atoi, as ggml parses the switch: leading digits after an optional sign."""
     s = text.strip()
     sign, i = 1, 0
-    if s[:1] in "+-" and s:
+    if s and s[0] in "+-":
         sign, i = (-1 if s[0] == "-" else 1), 1
     j = i
     while j < len(s) and s[j].isdigit():
