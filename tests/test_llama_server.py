@@ -109,3 +109,24 @@ def test_a_missing_llama_server_is_one_line(tmp_path):
     assert_one_line_error(
         run("bench", "--methods", "plain,llama-server:ngram-fast"),
         "unknown llama-server mode ngram-fast")
+
+
+def test_a_peer_starts_with_llama_cpp_s_kernels_not_the_ones_exact_greedy_chose(
+        tmp_path, monkeypatch):
+    """Exact greedy answers turn ggml's tiled matmul off in the bench's own process
+    (engine.llama.kernels); a llama-server peer is started with the user's environment,
+    so it runs llama.cpp's defaults. A value the user set reaches both."""
+    seen = tmp_path / "env.txt"
+    fake = tmp_path / "llama-server"
+    fake.write_text(f"#!/bin/sh\nenv > '{seen}'\necho 'error: a fake' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = tmp_path / "bench.json"
+    for user, ours, peer in ((None, "off", None), ("1", "on", "1")):
+        monkeypatch.delenv("GGML_CPU_TILED_MM", raising=False)
+        r = run("bench", "--prompts", str(prompts_file(tmp_path)), "--max-tokens", "4",
+                "--llama-server", str(fake), "--methods", "plain,llama-server:ngram-mod",
+                "--json", str(out), env={"GGML_CPU_TILED_MM": user} if user else None)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(out.read_text())["settings"]["tiled_matmul"] == ours
+        env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+        assert env.get("GGML_CPU_TILED_MM") == peer
