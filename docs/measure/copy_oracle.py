@@ -3,9 +3,11 @@
 An oracle drafter that copies what followed the longest earlier match of the newest
 tokens (prompt and answer so far, at least MIN tokens), and that knows how many of those
 tokens the model will accept: each step it drafts the number of them that makes the
-step fastest per token on this machine's measured cost curve. No real drafter knows how
-far a copy will go, so this is an upper bound for copying; the tri-gram adds little
-on top on a CPU.
+step fastest per token on the cost curve the run ended with (its `verify_cost_s`:
+the probe's table as the run's own steps corrected it, what ADED planned with by the
+end; a fresh probe at a short context runs optimistic against a chat's batches). No
+real drafter knows how far a copy will go, so this is an upper bound for copying; the
+tri-gram adds little on top on a CPU.
 
 usage (from the repository root, after `aded-chat bench --json RUN.json`):
   .venv/bin/python docs/measure/copy_oracle.py RUN.json
@@ -26,7 +28,7 @@ run = json.load(open(sys.argv[1]))
 backend = LlamaBackend(resolve_model(run["model"], None), n_ctx=4096,
                        n_threads=run["settings"].get("threads") or None)
 session = ChatSession(backend)
-cost = CostModel.measure(backend).cost
+cost = CostModel.from_curve_file(sys.argv[1]).cost
 prompts = {p["id"]: p for p in load_prompts(default_prompts())}
 
 

@@ -10,10 +10,15 @@ logits agree (bit for bit at one thread). A kept branch that is not the batch's 
 entries is evaluated again to keep the cache's cells in order (engine.decode.verify):
 at the head of the next batch, or with --separate in a decode of its own, as before.
 `modelled` = tokens x c(1) / the summed cost of every batch: the speedup without host
-time (the bench's projection adds it).
+time (the bench's projection adds it). `--curve measured` is the probe's table, timed
+at a short context: it runs optimistic against a chat's batches (SmolLM2 here: 1.11x
+modelled, where a bench measured 1.05x). To model a bench run, replay on the curve it
+ended with, `--curve RUN.json` (its `verify_cost_s`, the probe as the run's own steps
+corrected it): 1.06x for that run (BENCHMARKS.md, session 14).
 
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve flat
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve measured
+    python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve RUN.json --carry
     python docs/measure/draft_replay.py --model qwen.gguf --record /tmp/rec-qwen.npz \
         --curve measured --carry --max-rows 7   # exact greedy's cap for that model
 """
@@ -93,7 +98,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(embedded_model_path()))
     ap.add_argument("--record", required=True, help="npz of plain answers (made if absent)")
-    ap.add_argument("--curve", default="flat", help="flat, measured, or a curve JSON file")
+    ap.add_argument("--curve", default="flat",
+                    help="flat, measured (the probe's table), or a curve JSON file (a "
+                         "bench report: the curve that run ended with)")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kv-cache", default="auto", help="as the bench's (auto: q8_0 on a CPU)")
