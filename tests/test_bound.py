@@ -58,3 +58,32 @@ def test_the_warm_up_binds_every_kernel_a_step_calls_even_where_it_drafts_nothin
     assert spec._searched == 0 and len(spec.learned) == 0  # it learned nothing
     for kernel in (spec._mcts_draft, spec._absorb, spec._batch_layout):
         assert kernel._entry is not None
+
+
+def test_numbas_cache_is_named_by_the_drafters_source(tmp_path, monkeypatch):
+    """A kernel cached with a helper from another module keeps the old helper when only
+    the helper's file changes (Numba checks a function against its own file): the cache
+    folder changes with any drafter source, and earlier folders go."""
+    import shutil
+    from pathlib import Path
+
+    import aded_chat.engine.draft as draft
+
+    src = tmp_path / "draft"
+    shutil.copytree(Path(draft.__file__).parent, src,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = draft.source_digest(src)
+    lookup = src / "lookup.py"
+    lookup.write_text(lookup.read_text() + "\n# a changed helper\n")
+    assert draft.source_digest(src) != before
+
+    monkeypatch.setattr(draft._platformdirs, "user_cache_dir", lambda app: str(tmp_path))
+    old = tmp_path / "numba" / "draft_0123"
+    old.mkdir(parents=True)
+    here = Path(draft._numba_cache_dir())
+    assert here.parent == tmp_path / "numba"
+    assert here.name == draft.source_digest(Path(draft.__file__).parent)
+    assert not old.exists()
+    here.mkdir()
+    (here / "index").write_text("cached")
+    assert Path(draft._numba_cache_dir()) == here and (here / "index").exists()
