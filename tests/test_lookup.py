@@ -11,13 +11,14 @@ from aded_chat.engine.draft.lookup import (
     copy_chain,
     match_bucket,
 )
-from aded_chat.engine.draft.mcts import COPY_LEVEL, OWN_COPY_LEVEL
+from aded_chat.engine.draft.mcts import COPY_LEVEL, OWN_COPY_LEVEL, RENAMED_COPY_LEVEL
 
 
-def chain(tokens, max_len=8):
+def chain(tokens, max_len=8, renaming=False):
     buf = np.asarray(tokens, np.int32)
     out = np.zeros(max_len, np.int32)
-    k, m, _ = copy_chain(buf, len(buf), max_len, out)
+    k, m, _, renames = copy_chain(buf, len(buf), max_len, out)
+    assert renames == renaming
     return out[:k].tolist(), m
 
 
@@ -36,6 +37,44 @@ def test_no_chain_below_the_minimum_match():
     assert chain([5, 6, 7, 8, 1, 2, 40, 9, 2]) == ([], 0)  # only "2" repeats
     assert chain([1, 2]) == ([], 0)
     assert MIN_MATCH == 3
+
+
+USERS, PEOPLE = 50, 60
+
+
+def test_a_renamed_token_keeps_the_copy_going_with_the_renaming():
+    """Pasted code with `users` renamed to `people`: two tokens past the renamed one, no
+    plain match is long enough, but the text before it says which copy the answer is
+    in, and what follows is that copy with the same renaming."""
+    pasted = [10, 11, 12, USERS, 13, 14, USERS, 15, 16, 17, 18, USERS, 19]
+    answer = [10, 11, 12, PEOPLE, 13, 14]
+    got, m = chain(pasted + [99] + answer, renaming=True)
+    assert got == [PEOPLE, 15, 16, 17, 18, PEOPLE, 19, 99] and m == 6
+
+
+def test_a_renaming_must_be_one_pair_backed_by_the_text_before_it():
+    #        two different replacements: no renaming, and no plain match of 3 either
+    assert chain([1, 2, 3, 40, 4, 41, 5, 77] + [1, 2, 3, 42, 4, 43, 5]) == ([], 0)
+    #        one token of support before the renamed one is not enough
+    assert chain([8, 3, 40, 4, 5, 6, 77] + [9, 3, 42, 4, 5]) == ([], 0)
+
+
+def test_a_renaming_is_only_taken_where_the_copy_holds_the_renamed_token_again():
+    """The next record of a list differs in its values, and they do not come back: the
+    records' shared structure is no renaming to copy."""
+    first = [1, 2, 3, 40, 4, 5, 6, 7, 8]
+    assert chain(first + [9] + [1, 2, 3, 41, 4, 5]) == ([], 0)
+    again = [1, 2, 3, 40, 4, 5, 6, 40, 8]
+    assert chain(again + [9] + [1, 2, 3, 41, 4, 5], renaming=True)[0][:3] == [6, 41, 8]
+
+
+def test_a_plain_match_as_long_as_a_renaming_one_wins():
+    """"1 cup of flour," then "1 cup of milk," later in a recipe: the answer writing
+    "1 cup of flour," is copying the first, not renaming the second."""
+    flour = [1, 2, 3, 40, 7, 20, 21]
+    milk = [1, 2, 3, 41, 7, 30, 31]
+    got, m = chain([5] + flour + [6] + milk + [9] + [1, 2, 3, 40, 7])
+    assert got[:2] == [20, 21] and m == 5
 
 
 def test_matches_are_capped_and_bucketed_monotonically():
@@ -100,3 +139,16 @@ def test_a_copy_from_the_answer_itself_is_calibrated_apart():
     tree = spec.propose(prompt + answer + [99, 50, 51, 52], room=64)
     copied = tree.child(0, 99)  # what followed the latest "50 51 52": the new turn's 99
     assert copied > 0 and spec._out.level[copied] == COPY_LEVEL
+
+
+def test_a_renamed_copy_enters_the_tree_with_a_calibration_of_its_own():
+    """A renaming is not always carried through (an answer renames in one function and
+    not in the next), so renamed copies learn their own acceptance."""
+    spec = AdedSpeculator(vocab=100, cost=flat_cost(), max_mb=1.0)
+    pasted = [10, 11, 12, USERS, 13, 14, USERS, 15, 16, 17, 18, USERS, 19]
+    spec.begin(pasted + [99])
+    tree = spec.propose(pasted + [99] + [10, 11, 12, PEOPLE, 13, 14], room=64)
+    tree.check()
+    renamed = tree.child(0, PEOPLE)
+    assert renamed > 0 and spec._out.level[renamed] == RENAMED_COPY_LEVEL
+    assert tree.child(renamed, 15) > 0  # and the copy goes on below it

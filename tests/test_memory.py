@@ -90,6 +90,25 @@ def test_a_damaged_or_foreign_file_means_starting_fresh(tmp_path, damage):
     assert all(np.array_equal(x, y) for x, y in zip(before[:6], after[:6], strict=True))
 
 
+def test_a_calibration_of_another_shape_keeps_the_rows_and_starts_afresh(tmp_path):
+    """A file from a drafter with fewer kinds of candidates (before the renamed copies'
+    level) still holds its rows and trust; only its calibration is not taken."""
+    spec = taught()
+    path = tmp_path / "learned.npz"
+    save_learned(spec, path)
+    with np.load(path) as z:
+        data = dict(z)
+    data["tried"], data["kept"] = data["tried"][:-1], data["kept"][:-1]
+    with open(path, "wb") as f:
+        np.savez(f, **data)
+    fresh = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0)
+    default = fresh.accept.table.copy()
+    assert load_learned(fresh, path)
+    assert fresh.model.n_rows == spec.model.n_rows
+    assert fresh.trust_state() == spec.trust_state()
+    assert np.array_equal(fresh.accept.table, default)
+
+
 @pytest.mark.model
 def test_the_app_session_remembers_what_its_drafter_learned(tmp_path, monkeypatch):
     """A session that answered writes its learning when it closes; the next session of

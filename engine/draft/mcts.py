@@ -22,13 +22,16 @@ from .trigram import find_row
 
 # 0: a well-supported tri-gram row, 1: a tri-gram row seen about once, 2: the bigram
 # back-off, 3: the unigram back-off, 4: a copy chain (engine.draft.lookup) from the prompt,
-# 5: a copy chain from the answer being written (the model repeating itself), both
-# bucketed by how many tokens of context the match covers and whether the tri-gram
-# agrees. Calibration is kept per level: a context seen once says "100%" far more often
-# than it is right, and pasted text is copied more faithfully than a phrase recurs.
-N_LEVELS = 6
+# 5: a copy chain from the answer being written (the model repeating itself), 6: a copy
+# chain that carries a renaming (either source), all three bucketed by how many tokens
+# of context the match covers and whether the tri-gram agrees. Calibration is kept per
+# level: a context seen once says "100%" far more often than it is right, pasted text is
+# copied more faithfully than a phrase recurs, and a renaming is not always carried
+# through (a copy renamed in one function and not in the next).
+N_LEVELS = 7
 COPY_LEVEL = 4
 OWN_COPY_LEVEL = 5
+RENAMED_COPY_LEVEL = 6
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
 MAX_CHILDREN = 8
 MIN_PRIOR = 0.01
@@ -334,6 +337,14 @@ def _principal_variation(order, k, first, nchild, expanded, n):
     return v, worst
 
 
+@nb.njit(cache=True, inline="always")
+def _copy_level(end, prompt_len, renames):
+    """The calibration level of a copy whose match ends at `end`."""
+    if renames:
+        return RENAMED_COPY_LEVEL
+    return OWN_COPY_LEVEL if end >= prompt_len else COPY_LEVEL
+
+
 @nb.njit(cache=True)
 def _pv_extension(tables, uni, calib, search, conv, tok, par, dep, pathp, leaf,
                   ext, ext_p, ext_b, limit, cand_t, cand_p):
@@ -349,10 +360,10 @@ def _pv_extension(tables, uni, calib, search, conv, tok, par, dep, pathp, leaf,
     for i in range(d, 0, -1):  # the branch's tokens after the conversation (scratch)
         conv.tokens[n + i - 1] = tok[v]
         v = par[v]
-    k, match, end = copy_chain(conv.tokens, n + d, min(ext.shape[0], limit), ext)
+    k, match, end, renames = copy_chain(conv.tokens, n + d, min(ext.shape[0], limit), ext)
     if k == 0:
         return 0, 0
-    level = OWN_COPY_LEVEL if end >= conv.prompt_len else COPY_LEVEL
+    level = _copy_level(end, conv.prompt_len, renames)
     return _copy_path(tables, uni, search.strong, calib, level, tok[par[leaf]], tok[leaf],
                       ext, k, match, pathp[leaf], EXT_MIN_P, ext_b, ext_p, cand_t,
                       cand_p), level
@@ -370,7 +381,8 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     tree, the search stops after expanding the root, whose children are still written
     out for the calibration. The copy chain found in the conversation
     (engine.draft.lookup) is always a candidate on its own path, calibrated apart for
-    copies of the prompt and of the answer itself; drafted alone, that chain may go
+    copies of the prompt, of the answer itself, and copies that carry a renaming; drafted
+    alone, that chain may go
     deeper than the search (up to LONG_COPY, weighed by search.copy_trust), and is the
     draft when it promises more speed than the search's best tree. The tree's likeliest
     branch, where it reaches max_depth, may go on as a copy (_pv_extension). conv.tokens
@@ -379,8 +391,9 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     max_nodes, trust, strong = search.max_nodes, search.trust, search.strong
     root_tok, chain = search.root, out.chain
     np.random.seed(search.seed)
-    chain_len, chain_match, chain_end = copy_chain(conv.tokens, conv.n, chain.shape[0], chain)
-    chain_level = OWN_COPY_LEVEL if chain_end >= conv.prompt_len else COPY_LEVEL
+    chain_len, chain_match, chain_end, renames = copy_chain(conv.tokens, conv.n,
+                                                           chain.shape[0], chain)
+    chain_level = _copy_level(chain_end, conv.prompt_len, renames)
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)

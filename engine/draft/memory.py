@@ -5,7 +5,9 @@ A chat client sees the same model day after day; what it learned from yesterday'
 answers still predicts today's. The file is bounded (the table's live rows, at most
 MAX_LOAD of a table capped at max_mb), versioned, written to a temporary name and
 renamed, and anything unexpected in it (another version, vocabulary or row width, a
-damaged or truncated file) means starting fresh from the corpus prior.
+damaged or truncated file) means starting fresh from the corpus prior. A calibration of
+another shape (from a version with other kinds of candidates) keeps the file's rows and
+starts only the calibration afresh.
 """
 
 from __future__ import annotations
@@ -52,14 +54,19 @@ def load_learned(spec, path: Path) -> bool:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return False
     shapes_ok = (keys.ndim == 1 and toks.shape == wts.shape == (len(keys), spec.model.k)
-                 and uni.shape == spec.model.tables.uni.shape
-                 and tried.shape == kept.shape == spec.accept.calib.tried.shape
-                 and trust.shape == (2,))
-    finite = all(np.isfinite(a).all() for a in (wts, uni, tried, kept, trust))
-    if not (shapes_ok and finite and inc > 0 and (tried > 0).all()):
+                 and uni.shape == spec.model.tables.uni.shape and trust.shape == (2,))
+    finite = all(np.isfinite(a).all() for a in (wts, uni, trust))
+    if not (shapes_ok and finite and inc > 0):
+        return False
+    # A calibration of another shape comes from a drafter with other kinds of candidates
+    # (a version that added one): its rows still hold, its calibration starts afresh.
+    calib_ok = tried.shape == kept.shape == spec.accept.calib.tried.shape
+    if calib_ok and not (np.isfinite(tried).all() and np.isfinite(kept).all()
+                         and (tried > 0).all()):
         return False
     spec.model.replace_rows(keys.astype(np.int64), toks.astype(np.int32),
                             wts.astype(np.float32), uni.astype(np.float32), inc)
-    spec.accept.restore((tried, kept))
+    if calib_ok:
+        spec.accept.restore((tried, kept))
     spec.set_trust_state(float(trust[0]), float(trust[1]))
     return True
