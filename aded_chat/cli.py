@@ -42,9 +42,9 @@ def _model_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="llama.cpp CPU threads (default: config, else one per core)", **kw)
     p.add_argument("--kv-cache", choices=KV_CACHE_CHOICES, metavar="TYPE",
-                   help="KV cache number type: auto (default: q8_0 on a CPU, where greedy "
-                   "answers then equal plain decoding's exactly; f16 on a GPU), f16, q8_0 "
-                   "or bf16", **kw)
+                   help="KV cache number types: auto (default: q8_0/f16 on a CPU, keys Q8_0 "
+                   "and values F16, where greedy answers then equal plain decoding's "
+                   "exactly; f16 on a GPU), f16, q8_0/f16, q8_0 or bf16", **kw)
     p.add_argument("--cost-curve", metavar="FILE", help="draft as on another machine: a "
                    "JSON verification cost curve (seconds per batch size, as `bench --json` "
                    "writes it) or 'flat' (a GPU-like curve); replaces this machine's", **kw)

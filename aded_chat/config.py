@@ -46,7 +46,7 @@ class Config:
     n_ctx: int = 4096
     n_gpu_layers: int = -1  # -1 = every layer when llama.cpp can offload, else 0
     threads: int = 0  # llama.cpp CPU threads; 0 = one per core up to 8 (the app: one fewer)
-    kv_cache: str = "auto"  # the KV cache's number type: auto, f16, q8_0 or bf16
+    kv_cache: str = "auto"  # the KV cache's number types: auto, f16, q8_0/f16, q8_0 or bf16
     speculative: bool = True
     # greedy batches only as wide as llama.cpp computes exactly (false: any width, with a
     # near-tie guard: faster on K-quant weights, but an answer may differ from plain's)
@@ -128,10 +128,12 @@ DEFAULT_CONFIG_TEXT = """\
 # n_gpu_layers = -1               # -1: all layers when llama.cpp was built with GPU offload
 # threads = 0                     # llama.cpp CPU threads; 0: one per core up to 8,
 #                                 # and in the chat app one fewer, left to the UI
-# kv_cache = "auto"               # q8_0 on a CPU: greedy answers equal plain decoding's
-#                                 # token for token; "f16" evaluates prompts up to ~10%
-#                                 # faster, but at a near-tie of the top two logits a
-#                                 # batch may then pick the other token (f16 on a GPU)
+# kv_cache = "auto"               # q8_0/f16 on a CPU (keys Q8_0, values F16): greedy
+#                                 # answers equal plain decoding's token for token;
+#                                 # "f16" evaluates long prompts up to ~25% faster, but at
+#                                 # a near-tie of the top two logits a batch may then pick
+#                                 # the other token; "q8_0" takes the least memory
+#                                 # (f16 on a GPU)
 # speculative = true
 # exact_greedy = true             # greedy answers equal plain decoding's. On a CPU
 #                                 # ggml's tiled K-quant matmul is then off for the run

@@ -84,7 +84,8 @@ class LlamaServer:
                "--no-repack", "--jinja", "--host", "127.0.0.1", "--port", str(self.port),
                "--spec-type", self.mode, "--no-webui"]
         if i.kv_cache != "f16":
-            cmd += ["--cache-type-k", i.kv_cache, "--cache-type-v", i.kv_cache]
+            k, _, v = i.kv_cache.partition("/")  # "q8_0/f16": keys, values
+            cmd += ["--cache-type-k", k, "--cache-type-v", v or k]
         return cmd
 
     def start(self) -> None:

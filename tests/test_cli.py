@@ -99,9 +99,9 @@ def test_ask_json_from_stdin_is_deterministic_when_greedy():
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     assert outs[0]["text"] == outs[1]["text"] and outs[0]["text"]
-    # the default cache: q8_0 on a CPU (exact greedy answers), f16 on a GPU
+    # the default cache: q8_0 keys, f16 values on a CPU (exact greedy answers), f16 on a GPU
     assert outs[0]["threads"] == 1
-    assert outs[0]["kv_cache"] == ("q8_0" if outs[0]["backend"] == "CPU" else "f16")
+    assert outs[0]["kv_cache"] == ("q8_0/f16" if outs[0]["backend"] == "CPU" else "f16")
     stats = outs[0]["stats"]
     assert stats["tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["prompt_tokens"] > 0
 

@@ -31,7 +31,7 @@ def test_syntax_error_names_the_line(tmp_path):
     ("n_ctx = 'big'\n", "n_ctx"),
     ("[generation]\ntop_q = 1\n", "top_q"),
     ("threads = -2\n", "threads"),
-    ("kv_cache = 'q4'\n", "kv_cache = 'q4' must be one of auto, f16, q8_0, bf16"),
+    ("kv_cache = 'q4'\n", "kv_cache = 'q4' must be one of auto, f16, q8_0/f16, q8_0, bf16"),
     # out of range: the one validator that flags and the settings screen use too
     ("[generation]\ntemperature = nan\n", "finite"),
     ("[generation]\ntop_p = 2.0\n", "top_p"),
@@ -51,6 +51,6 @@ def test_the_default_kv_cache_is_exact_on_a_cpu_and_f16_on_a_gpu():
     from aded_chat.engine.llama.backend import resolve_kv_cache
 
     assert Config().kv_cache == "auto"
-    assert resolve_kv_cache("auto", 0) == "q8_0"
+    assert resolve_kv_cache("auto", 0) == "q8_0/f16"
     assert resolve_kv_cache("auto", 999) == "f16"
     assert resolve_kv_cache("f16", 0) == "f16" and resolve_kv_cache("bf16", 999) == "bf16"

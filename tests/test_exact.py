@@ -35,6 +35,17 @@ def test_the_embedded_model_with_a_q8_cache_computes_batches_exactly(q8):
     assert len(q8.tokenize("x")) > 0  # still usable; the probe leaves the cache empty
 
 
+def test_q8_keys_with_f16_values_compute_batches_exactly():
+    """The CPU default: ggml splits a single token's attention across threads only
+    where the keys are F16, so F16 values keep batches exact."""
+    b = LlamaBackend(embedded_model_path(), n_ctx=1024, n_threads=2, kv_cache="q8_0/f16")
+    try:
+        assert not exact.splits_single_token_attention(b)
+        assert exact.probe(b) == MAX_TREE
+    finally:
+        b.close()
+
+
 def test_an_f16_cache_with_two_threads_is_never_exact():
     b = LlamaBackend(embedded_model_path(), n_ctx=512, n_threads=2, kv_cache="f16")
     try:
@@ -99,7 +110,8 @@ def test_the_loader_drops_the_guard_only_where_the_probe_says_exact(tmp_path, mo
 
     opts = dict(n_ctx=512, threads=2, corpus=tuple(corpus_files()), cache_dir=tmp_path,
                 cost_curve=CostModel.flat())
-    for kv, guard, want in (("q8_0", None, MAX_TREE), ("q8_0", True, 1), ("f16", None, 1)):
+    for kv, guard, want in (("q8_0", None, MAX_TREE), ("q8_0", True, 1), ("f16", None, 1),
+                            ("auto", None, MAX_TREE)):
         s = open_session(embedded_model_path(), SessionOptions(kv_cache=kv,
                                                                guard_near_ties=guard, **opts))
         try:

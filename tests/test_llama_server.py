@@ -130,3 +130,24 @@ def test_a_peer_starts_with_llama_cpp_s_kernels_not_the_ones_exact_greedy_chose(
         assert json.loads(out.read_text())["settings"]["tiled_matmul"] == ours
         env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
         assert env.get("GGML_CPU_TILED_MM") == peer
+
+
+@pytest.mark.parametrize("kv, flags", [
+    ("f16", []),
+    ("q8_0", ["--cache-type-k", "q8_0", "--cache-type-v", "q8_0"]),
+    ("q8_0/f16", ["--cache-type-k", "q8_0", "--cache-type-v", "f16"]),
+])
+def test_a_peer_gets_the_same_kv_cache_types(kv, flags):
+    """The peer's keys and values are stored as ours are (the CPU default keeps keys in
+    Q8_0 and values in F16), so both compute attention with the same kernels."""
+    from aded_chat.engine.llama.backend import BackendInfo
+
+    from aded_chat.llama_server import LlamaServer
+
+    info = BackendInfo(model_path="m.gguf", model_desc="m", n_vocab=10, n_ctx=512,
+                       n_layers=2, gpu_layers=0, compute="CPU", n_threads=2,
+                       partial_kv_removal=True, kv_cache=kv)
+    cmd = LlamaServer("llama-server", "ngram-mod", info).command()
+    got = [a for i, a in enumerate(cmd)
+           if a.startswith("--cache-type") or cmd[i - 1].startswith("--cache-type")]
+    assert got == flags

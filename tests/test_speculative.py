@@ -101,16 +101,16 @@ def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeyp
         session._speculator.restore(snapshot)
 
 
-@pytest.mark.parametrize("threads, kv_cache", [(1, "f16"), (2, "q8_0")])
+@pytest.mark.parametrize("threads, kv_cache", [(1, "f16"), (2, "q8_0/f16"), (2, "q8_0")])
 def test_speculative_greedy_is_plain_greedy_exactly_where_batches_are_exact(
         threads, kv_cache, monkeypatch, tmp_path):
     """llama.cpp computes a batch with the same arithmetic as one token, except that
-    with two or more threads and an F16 cache a single token's flash attention over 512+
-    cells is split across the threads (BENCHMARKS.md). With one thread, or a Q8_0 cache,
-    nothing differs, and the verifier keeps the cache's cells in plain decoding's order,
-    so with the near-tie rule off the speculative text must equal plain decoding token
-    for token past 256 cached tokens, through every step of drafting, verifying and
-    trimming the cache."""
+    with two or more threads and F16 keys a single token's flash attention over 512+
+    cells is split across the threads (BENCHMARKS.md). With one thread, or Q8_0 keys (the
+    CPU default, values F16), nothing differs, and the verifier keeps the cache's cells in
+    plain decoding's order, so with the near-tie rule off the speculative text must equal
+    plain decoding token for token past 256 cached tokens, through every step of
+    drafting, verifying and trimming the cache."""
     import aded_chat.engine.decode.session as session_mod
 
     monkeypatch.setattr(session_mod, "TIE_GAP", 0.0)

@@ -3,12 +3,12 @@
 Evaluates 700 tokens of the corpus twice after the same 32-token start: one token per
 llama_decode, then BATCH (default 4) per llama_decode, and prints the largest logit difference by
 position. With flash attention (llama.cpp's CPU default) and two threads the two agree
-bit for bit below 256 cached tokens and differ everywhere past it; with one thread, or a
-BF16 or Q8_0 KV cache, they agree everywhere.
+bit for bit below 256 cached tokens and differ everywhere past it; with one thread, or keys
+in Q8_0 or BF16 (q8_0/f16, q8_0, bf16), they agree everywhere.
 
 usage (from the repository root):
   .venv/bin/python docs/measure/batch_identity.py [THREADS [KV_TYPE [MODEL [BATCH]]]]
-  KV_TYPE: f16 (llama.cpp's default), bf16 or q8_0 (engine.llama.backend.KV_CACHE_TYPES)
+  KV_TYPE: f16 (llama.cpp's default), q8_0/f16, q8_0 or bf16 (engine.llama.backend.KV_CACHE_TYPES)
 """
 
 import sys

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..draft.tree import MAX_TREE
 from ..llama import kernels
-from ..llama.backend import LlamaBackend
+from ..llama.backend import LlamaBackend, kv_cache_tag
 from ..llama.models import file_identity
 
 PROBE_CONTEXT = 272  # past the 256-cell boundary at which the KV view grows
@@ -85,7 +85,7 @@ def load_or_probe(backend: LlamaBackend, cache: Path | None) -> int:
     if cache is not None:
         info = backend.info
         path = cache / (f"exact{PROBE_VERSION}-{file_identity(Path(info.model_path))}"
-                        f"-t{backend.n_threads}-g{info.gpu_layers}-kv{info.kv_cache}"
+                        f"-t{backend.n_threads}-g{info.gpu_layers}-kv{kv_cache_tag(info.kv_cache)}"
                         f"{kernels.cache_tag()}.json")
         try:
             rows = int(json.loads(path.read_text())["exact_rows"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import EngineError
 from ..llama import kernels
-from ..llama.backend import LlamaBackend
+from ..llama.backend import LlamaBackend, kv_cache_tag
 from ..llama.models import file_identity
 from .tree import MAX_TREE
 
@@ -191,7 +191,7 @@ def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
     fresh measurement (a few seconds on a small model), saved for the next start."""
     path = None
     if cache is not None:
-        kv = "" if backend.info.kv_cache == "f16" else f"-kv{backend.info.kv_cache}"
+        kv = "" if backend.info.kv_cache == "f16" else f"-kv{kv_cache_tag(backend.info.kv_cache)}"
         path = cache / (f"cost2-{file_identity(Path(backend.info.model_path))}"
                         f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}"
                         f"{kernels.cache_tag()}.json")

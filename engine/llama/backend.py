@@ -172,21 +172,31 @@ class BackendInfo:
         return f"{self.compute} {self.gpu_layers}/{self.n_layers} layers"
 
 
-# The KV cache's number types a user may choose (ggml_type values). f16 is llama.cpp's
-# default; with q8_0 or bf16 the CPU's flash attention never splits a single token's
-# sum across threads, so a batch is computed exactly as one token is (BENCHMARKS.md).
-KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
-# "auto": q8_0 where the model runs on the CPU (greedy answers then equal plain
-# decoding's at any thread count, for about 0-11% slower prompt evaluation and a KL of
-# 2-3e-3 nats a token against F16: BENCHMARKS.md), f16 where it is offloaded to a GPU
+# The KV cache's number types a user may choose, keys' then values' (ggml_type values).
+# f16 is llama.cpp's default. ggml-cpu's flash attention sums a single token's attention
+# over 512+ cells split across threads only where the keys are F16 (or F32), and
+# batches of 64+ rows through a tiled kernel on the same condition; with keys in q8_0
+# or bf16 every row, alone or in a batch, takes the one path, so a batch is computed
+# exactly as one token is (BENCHMARKS.md).
+KV_CACHE_TYPES = {"f16": (1, 1), "q8_0/f16": (8, 1), "q8_0": (8, 8), "bf16": (30, 30)}
+# "auto": q8_0 keys and f16 values where the model runs on the CPU: greedy answers then
+# equal plain decoding's at any thread count. Values in f16 rather than q8_0 make long
+# contexts cheaper (2,000 tokens, SmolLM2: prompt evaluation takes 25% less time, a
+# decoded token 5%, a 16-row batch 28%; BENCHMARKS.md, session 15), since each value
+# row is read without being dequantized. f16 where the model is offloaded to a GPU
 # (whose batch kernels differ from one token's whatever the cache type).
 KV_CACHE_CHOICES = ("auto", *KV_CACHE_TYPES)
 
 
 def resolve_kv_cache(kv_cache: str, n_gpu_layers: int) -> str:
     if kv_cache == "auto":
-        return "q8_0" if n_gpu_layers == 0 else "f16"
+        return "q8_0/f16" if n_gpu_layers == 0 else "f16"
     return kv_cache
+
+
+def kv_cache_tag(kv_cache: str) -> str:
+    """The cache type in a file name (q8_0/f16 -> q8_0-f16)."""
+    return kv_cache.replace("/", "-")
 
 
 class LlamaBackend:
@@ -260,7 +270,7 @@ class LlamaBackend:
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = n_seq_max
         cparams.kv_unified = True
-        cparams.type_k = cparams.type_v = KV_CACHE_TYPES[kv_cache]
+        cparams.type_k, cparams.type_v = KV_CACHE_TYPES[kv_cache]
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
         cparams.no_perf = True
