@@ -130,10 +130,10 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # and in the chat app one fewer, left to the UI
 # kv_cache = "auto"               # q8_0/f16 on a CPU (keys Q8_0, values F16): greedy
 #                                 # answers equal plain decoding's token for token;
-#                                 # "f16" evaluates long prompts up to ~25% faster, but at
-#                                 # a near-tie of the top two logits a batch may then pick
-#                                 # the other token; "q8_0" takes the least memory
-#                                 # (f16 on a GPU)
+#                                 # "f16" evaluates a long prompt in about a quarter less
+#                                 # time, but at a near-tie of the top two logits a batch
+#                                 # may then pick the other token; "q8_0" takes the least
+#                                 # memory (f16 on a GPU)
 # speculative = true
 # exact_greedy = true             # greedy answers equal plain decoding's. On a CPU
 #                                 # ggml's tiled K-quant matmul is then off for the run
