@@ -21,6 +21,9 @@ corrected it): 1.06x for that run (BENCHMARKS.md, session 14).
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve RUN.json --carry
     python docs/measure/draft_replay.py --model qwen.gguf --record /tmp/rec-qwen.npz \
         --curve measured --carry --max-rows 7   # exact greedy's cap for that model
+    python docs/measure/draft_replay.py --record /tmp/rec-day2.npz \
+        --prompts docs/measure/next_day_prompts.jsonl --curve flat --carry \
+        --drafter-state S   # from what a bench run learned (bench --save-drafter-state S)
 """
 
 from __future__ import annotations
@@ -110,6 +113,11 @@ def main() -> None:
                          "bench does (default: every prompt starts from the prior)")
     ap.add_argument("--separate", action="store_true",
                     help="re-evaluate out-of-order kept tokens in a decode of their own")
+    ap.add_argument("--drafter-state", metavar="FILE",
+                    help="start from what an earlier run learned (bench --save-drafter-state)")
+    ap.add_argument("--save-drafter-state", metavar="FILE",
+                    help="write what the drafter learned over these answers (as the bench's "
+                         "--save-drafter-state; with --carry, one run's learning)")
     ap.add_argument("--max-rows", type=int, default=MAX_TREE,
                     help="batch rows a step may use, as exact greedy decoding caps them "
                          "(engine.decode.exact: 7 for Qwen2.5-Coder Q4_K_M here)")
@@ -132,6 +140,8 @@ def main() -> None:
         curve = CostModel.from_curve_file(args.curve)
     spec = AdedSpeculator.for_backend(backend, list(corpus_files()),
                                       Path(tempfile.mkdtemp()), cost=curve)
+    if args.drafter_state and not spec.load_learned(Path(args.drafter_state)):
+        raise SystemExit(f"{args.drafter_state}: not a drafter state for this model")
     state = spec.snapshot()
     by_cat = defaultdict(list)
     c1 = float(curve.cost[1])
@@ -148,6 +158,8 @@ def main() -> None:
     for cat in ["overall", *sorted(set(by_cat) - {"overall"})]:
         g = [math.exp(np.mean(np.log([r[i] for r in by_cat[cat]]))) for i in (0, 1)]
         print(f"{cat:12s} {g[0]:8.2f} {g[1]:8.2f}x")
+    if args.save_drafter_state:
+        spec.save_learned(Path(args.save_drafter_state))
     backend.close()
 
 
