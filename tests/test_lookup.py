@@ -52,6 +52,30 @@ def test_a_renamed_token_keeps_the_copy_going_with_the_renaming():
     assert got == [PEOPLE, 15, 16, 17, 18, PEOPLE, 19, 99] and m == 6
 
 
+PRINT, LOGGING, INFO = 70, 71, 72
+
+
+def test_a_piece_renamed_to_more_tokens_keeps_the_copy_going():
+    """`print(` written as `logging.info(` all through pasted code: one token of the
+    text is two of the answer, and the copy ahead carries both."""
+    pasted = [10, 11, PRINT, 12, 13, 14, 15, PRINT, 16, 17]
+    answer = [10, 11, LOGGING, INFO, 12, 13]
+    got, m = chain(pasted + [99] + answer, renaming=True)
+    assert got == [14, 15, LOGGING, INFO, 16, 17, 99, 10] and m == 6
+    # ... and the other way round: two tokens of the text written as one
+    got, _ = chain([10, 11, LOGGING, INFO, 12, 13, 14, 15, LOGGING, INFO, 16, 17]
+                   + [99, 10, 11, PRINT, 12, 13], renaming=True)
+    assert got[:5] == [14, 15, PRINT, 16, 17]
+
+
+def test_an_insertion_after_a_token_is_no_renaming():
+    """`add(a, b)` written as `add(a: int, ...`: the hint follows `a` here, and the next
+    `a` in the text gets none (nor does `b` get this one)."""
+    A, COLON, INT = 80, 81, 82
+    pasted = [10, 11, A, 12, 13, 14, A, 15]
+    assert chain(pasted + [99] + [10, 11, A, COLON, INT, 12, 13]) == ([], 0)
+
+
 def test_a_renaming_must_be_one_pair_backed_by_the_text_before_it():
     #        two different replacements: no renaming, and no plain match of 3 either
     assert chain([1, 2, 3, 40, 4, 41, 5, 77] + [1, 2, 3, 42, 4, 43, 5]) == ([], 0)

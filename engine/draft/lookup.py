@@ -16,26 +16,49 @@ MIN_MATCH = 3  # tokens that must match (the root and two before): more than a t
 MAX_MATCH = 32  # longer matches are not told apart
 
 
-# A match may run through a renamed token: where the answer has renamed a token of the
-# text it copies (`users` -> `people` all through pasted code), the text before the
-# renamed token still says which copy the answer is in, and the copy goes on with the
-# same renaming. Every mismatch of such a match must be that same pair, this many
-# matching tokens must back it beyond the first one, and the copy ahead must hold the
-# renamed token again (that is what the renaming is for: the next record of a JSON list
-# differs in its values, which do not come back). A renaming match is used where it
-# extends the longest plain match (its chain then carries the renaming), or where no
-# plain match is long enough and it is at least MIN_MATCH + RENAME_MARGIN long: another
-# place that differs in one token ("1 cup of milk" for "1 cup of flour") is not a
-# renaming of the copy being written.
+# A match may run through a renaming: where the answer replaces a piece of the text it
+# copies everywhere (`users` -> `people`, `print` -> `logging.info` all through pasted
+# code), the text before the replaced piece still says which copy the answer is in, and
+# the copy goes on with the same replacement. A piece is up to MAX_RENAMED tokens of the
+# text and MAX_RENAMING of the answer (a name's tokens rarely map one to one). Every
+# mismatch of such a match must be that same replacement, RENAME_SUPPORT matching
+# tokens must back it on the far side, and the copy ahead must hold the replaced piece
+# again (that is what the renaming is for: the next record of a JSON list differs in its
+# values, which do not come back). A renaming match is used where it extends the longest
+# plain match (its chain then carries the renaming), or where no plain match is long
+# enough and it is at least MIN_MATCH + RENAME_MARGIN long: another place that differs
+# in one token ("1 cup of milk" for "1 cup of flour") is not a renaming of the copy
+# being written.
 RENAME_SUPPORT = 2
 RENAME_MARGIN = 2
+MAX_RENAMED = 2
+MAX_RENAMING = 3
 
 
 @nb.njit(cache=True, inline="always")
-def _recurs(buf, start, n, max_len, tok):
-    """Whether tok is among the max_len tokens from buf[start] (before n - 1)."""
-    for i in range(start, min(n - 1, start + max_len)):
-        if buf[i] == tok:
+def _same(buf, i, k, n):
+    """Whether buf[i:i + n] equals buf[k:k + n]."""
+    for t in range(n):
+        if buf[i + t] != buf[k + t]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _backed(buf, s, a, support):
+    """Whether `support` tokens match going back from buf[s] and from buf[a]."""
+    for t in range(support):
+        if s - t < 0 or a - t < 0 or buf[s - t] != buf[a - t]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _recurs(buf, start, n, max_len, s0, ls):
+    """Whether buf[s0:s0 + ls] occurs within the max_len tokens from buf[start] (before
+    n - 1)."""
+    for i in range(start, min(n - 1, start + max_len) - ls + 1):
+        if _same(buf, i, s0, ls):
             return True
     return False
 
@@ -44,55 +67,87 @@ def _recurs(buf, start, n, max_len, tok):
 def copy_chain(buf, n, max_len, out):
     """Find the longest match (at least MIN_MATCH, the most recent among equals) of
     buf[n - m:n] ending before n - 1, and write up to max_len tokens that followed it to
-    out. A match may run through a renamed token (one source token the answer replaced
+    out. A match may run through a renaming (a piece of the source the answer replaced
     with another everywhere in the match, see RENAME_SUPPORT); the chain then carries
-    the same renaming. Returns (the chain's length, the match length, where the match
-    ends, whether it renames); (0, 0, -1, False) when nothing matches."""
+    the same renaming. Returns (the chain's length, the match length in the newest
+    tokens, where the match ends, whether it renames); (0, 0, -1, False) when nothing
+    matches."""
     if n < MIN_MATCH + 1:
         return 0, 0, -1, False
     last = buf[n - 1]
-    best_j, best_m, best_src, best_dst = -1, MIN_MATCH - 1, -1, -1  # the longest plain
-    best_full = 0  # ... and how far it goes on through its renaming, if it has one
-    ren_j, ren_m, ren_src, ren_dst = -1, 0, -1, -1  # the longest renaming match
+    # the longest plain match, and how far it goes on through its renaming, if it has one
+    best_j, best_m, best_full = -1, MIN_MATCH - 1, 0
+    best_s0, best_ls, best_r0, best_lr = -1, 0, -1, 0
+    ren_j, ren_m, ren_s0, ren_ls, ren_r0, ren_lr = -1, 0, -1, 0, -1, 0  # longest renaming
     for j in range(n - 2, MIN_MATCH - 2, -1):
         if buf[j] != last:
             continue
-        m = 1
-        src, dst, at = -1, -1, -1
-        while m < MAX_MATCH and j - m >= 0:
-            a, b = buf[j - m], buf[n - 1 - m]
-            if a != b:
-                if src >= 0 and not (a == src and b == dst):
+        ms = ma = 1  # tokens matched back from j (the source) and from n - 1 (the answer)
+        s0, ls, r0, lr, at = -1, 0, -1, 0, -1
+        while ma < MAX_MATCH and j - ms >= 0:
+            if buf[j - ms] == buf[n - 1 - ma]:
+                ms += 1
+                ma += 1
+                continue
+            if ls > 0:  # only the same renaming again
+                if (j - ms - ls + 1 >= 0 and n - ma - lr >= 0
+                        and _same(buf, j - ms - ls + 1, s0, ls)
+                        and _same(buf, n - ma - lr, r0, lr)):
+                    ms += ls
+                    ma += lr
+                    continue
+                break
+            for total in range(2, MAX_RENAMED + MAX_RENAMING + 1):  # the shortest first
+                for x in range(1, min(MAX_RENAMED, total - 1) + 1):
+                    y = total - x
+                    # (a piece that starts as the source's did is an insertion after
+                    # it: `a` -> `a: int`, which the next parameter does not repeat)
+                    if (y <= MAX_RENAMING
+                            and _backed(buf, j - ms - x, n - 1 - ma - y, RENAME_SUPPORT)
+                            and (total == 2 or buf[j - ms - x + 1] != buf[n - ma - y])):
+                        s0, ls, r0, lr = j - ms - x + 1, x, n - ma - y, y
+                        break
+                if ls > 0:
                     break
-                if src < 0:
-                    src, dst, at = a, b, m
-            m += 1
-        renaming = src >= 0 and m - at - 1 >= RENAME_SUPPORT
-        plain = at if src >= 0 else m
-        if renaming and m > ren_m:
-            ren_j, ren_m, ren_src, ren_dst = j, m, src, dst
+            if ls == 0:
+                break
+            at = ma
+            ms += ls
+            ma += lr
+        renaming = ls > 0
+        plain = at if renaming else ma
+        if renaming and ma > ren_m:
+            ren_j, ren_m, ren_s0, ren_ls, ren_r0, ren_lr = j, ma, s0, ls, r0, lr
         if plain > best_m:
-            best_j, best_m, best_full = j, plain, m
-            best_src, best_dst = (src, dst) if renaming else (-1, -1)
+            best_j, best_m, best_full = j, plain, ma
+            best_s0, best_ls, best_r0, best_lr = s0, ls, r0, lr
             if plain == MAX_MATCH:
                 break
-    # a renaming is only taken where the copy ahead holds the renamed token again
-    if best_src >= 0 and not _recurs(buf, best_j + 1, n, max_len, best_src):
-        best_src, best_dst = -1, -1
-    if ren_j >= 0 and not _recurs(buf, ren_j + 1, n, max_len, ren_src):
+    # a renaming is only taken where the copy ahead holds the replaced piece again
+    if best_ls > 0 and not _recurs(buf, best_j + 1, n, max_len, best_s0, best_ls):
+        best_ls = 0
+    if ren_j >= 0 and not _recurs(buf, ren_j + 1, n, max_len, ren_s0, ren_ls):
         ren_j, ren_m = -1, 0
     if best_j >= 0:
-        if best_src >= 0:  # the plain match goes on through a renaming: carry it
+        if best_ls > 0:  # the plain match goes on through a renaming: carry it
             best_m = best_full
     elif ren_m >= MIN_MATCH + RENAME_MARGIN:
-        best_j, best_m, best_src, best_dst = ren_j, ren_m, ren_src, ren_dst
+        best_j, best_m = ren_j, ren_m
+        best_s0, best_ls, best_r0, best_lr = ren_s0, ren_ls, ren_r0, ren_lr
     else:
         return 0, 0, -1, False
-    k = min(max_len, n - 1 - best_j)
-    for i in range(k):
-        t = buf[best_j + 1 + i]
-        out[i] = best_dst if t == best_src else t
-    return k, best_m, best_j, best_src >= 0
+    k, i = 0, best_j + 1
+    while k < max_len and i < n:
+        if best_ls > 0 and i + best_ls <= n and _same(buf, i, best_s0, best_ls):
+            for t in range(min(best_lr, max_len - k)):
+                out[k + t] = buf[best_r0 + t]
+            k += min(best_lr, max_len - k)
+            i += best_ls
+        else:
+            out[k] = buf[i]
+            k += 1
+            i += 1
+    return k, best_m, best_j, best_ls > 0
 
 
 @nb.njit(cache=True, inline="always")
