@@ -143,7 +143,8 @@ DEFAULT_CONFIG_TEXT = """\
 #                                 # within the widest exact one. false: wide trees with
 #                                 # a near-tie guard; an answer may then differ
 # learn_across_runs = true        # the drafter keeps what it learned from answers, per
-#                                 # model, under the user cache dir (drafts improve with use)
+#                                 # model, under the user cache dir (requests like earlier
+#                                 # ones draft from those answers)
 # theme = "textual-dark"
 # system_prompt = "You are a helpful assistant."
 

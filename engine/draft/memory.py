@@ -1,13 +1,15 @@
 """What the drafter keeps across runs: its learned tri-gram rows, its acceptance
 calibration and its trust, per model, in one file.
 
-A chat client sees the same model day after day; what it learned from yesterday's
-answers still predicts today's. The file is bounded (the table's live rows, at most
-MAX_LOAD of a table capped at max_mb), versioned, written to a temporary name and
-renamed, and anything unexpected in it (another version, vocabulary or row width, a
-damaged or truncated file) means starting fresh from the corpus prior. A calibration of
-another shape (from a version with other kinds of candidates) keeps the file's rows and
-starts only the calibration afresh.
+A chat client sees the same model day after day, and people ask it similar things
+again: a request like one it answered before drafts from that answer at once (the
+bench's prompts asked a second time: 1.6x the tokens a step on a flat curve). On new
+requests one day's answers buy about nothing (BENCHMARKS.md, session 16). The file is
+bounded (the table's live rows, at most MAX_LOAD of a table capped at max_mb),
+versioned, written to a temporary name and renamed, and anything unexpected in it
+(another version, vocabulary or row width, a damaged or truncated file) means starting
+fresh from the corpus prior. A calibration of another shape (from a version with other
+kinds of candidates) keeps the file's rows and starts only the calibration afresh.
 """
 
 from __future__ import annotations
