@@ -84,7 +84,7 @@ def copy_chain(buf, n, max_len, out):
             continue
         ms = ma = 1  # tokens matched back from j (the source) and from n - 1 (the answer)
         s0, ls, r0, lr, at = -1, 0, -1, 0, -1
-        while ma < MAX_MATCH and j - ms >= 0:
+        while ma < MAX_MATCH and j - ms >= 0 and n - 1 - ma >= 0:
             if buf[j - ms] == buf[n - 1 - ma]:
                 ms += 1
                 ma += 1
