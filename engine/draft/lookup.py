@@ -28,7 +28,8 @@ MAX_MATCH = 32  # longer matches are not told apart
 # plain match (its chain then carries the renaming), or where no plain match is long
 # enough and it is at least MIN_MATCH + RENAME_MARGIN long: another place that differs
 # in one token ("1 cup of milk" for "1 cup of flour") is not a renaming of the copy
-# being written.
+# being written. Nor is a longer piece that begins with the text's own token: that is an
+# insertion after it (`a` -> `a: int` in one signature), which the next `a` does not get.
 RENAME_SUPPORT = 2
 RENAME_MARGIN = 2
 MAX_RENAMED = 2
