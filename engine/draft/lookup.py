@@ -55,6 +55,22 @@ def _backed(buf, s, a, support):
 
 
 @nb.njit(cache=True, inline="always")
+def _renaming_at(buf, s, a):
+    """The shortest renaming that ends at buf[s] (the source) and buf[a] (the answer),
+    where the two differ: (its tokens in the source, in the answer), backed by
+    RENAME_SUPPORT matching tokens before it; (0, 0) when there is none. A piece that
+    starts as the source's does is an insertion after it (`a` -> `a: int`, which the
+    next parameter does not repeat), not a renaming."""
+    for total in range(2, MAX_RENAMED + MAX_RENAMING + 1):
+        for x in range(1, min(MAX_RENAMED, total - 1) + 1):
+            y = total - x
+            if (y <= MAX_RENAMING and _backed(buf, s - x, a - y, RENAME_SUPPORT)
+                    and (total == 2 or buf[s - x + 1] != buf[a - y + 1])):
+                return x, y
+    return 0, 0
+
+
+@nb.njit(cache=True, inline="always")
 def _recurs(buf, start, n, max_len, s0, ls):
     """Whether buf[s0:s0 + ls] occurs within the max_len tokens from buf[start] (before
     n - 1)."""
@@ -98,20 +114,10 @@ def copy_chain(buf, n, max_len, out):
                     ma += lr
                     continue
                 break
-            for total in range(2, MAX_RENAMED + MAX_RENAMING + 1):  # the shortest first
-                for x in range(1, min(MAX_RENAMED, total - 1) + 1):
-                    y = total - x
-                    # (a piece that starts as the source's did is an insertion after
-                    # it: `a` -> `a: int`, which the next parameter does not repeat)
-                    if (y <= MAX_RENAMING
-                            and _backed(buf, j - ms - x, n - 1 - ma - y, RENAME_SUPPORT)
-                            and (total == 2 or buf[j - ms - x + 1] != buf[n - ma - y])):
-                        s0, ls, r0, lr = j - ms - x + 1, x, n - ma - y, y
-                        break
-                if ls > 0:
-                    break
+            ls, lr = _renaming_at(buf, j - ms, n - 1 - ma)
             if ls == 0:
                 break
+            s0, r0 = j - ms - ls + 1, n - ma - lr
             at = ma
             ms += ls
             ma += lr
@@ -140,9 +146,9 @@ def copy_chain(buf, n, max_len, out):
     k, i = 0, best_j + 1
     while k < max_len and i < n:
         if best_ls > 0 and i + best_ls <= n and _same(buf, i, best_s0, best_ls):
-            for t in range(min(best_lr, max_len - k)):
-                out[k + t] = buf[best_r0 + t]
-            k += min(best_lr, max_len - k)
+            w = min(best_lr, max_len - k)
+            out[k:k + w] = buf[best_r0:best_r0 + w]
+            k += w
             i += best_ls
         else:
             out[k] = buf[i]
