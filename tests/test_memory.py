@@ -62,7 +62,25 @@ def test_a_smaller_table_keeps_the_strongest_rows(tmp_path):
     assert 9 in small.model.row(7, 8)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "version", "vocab", "nan"])
+def test_the_archive_of_earlier_answers_is_kept_and_may_be_missing(tmp_path):
+    spec = taught()
+    spec.archive.add([5, 6, 7, 8])
+    path = tmp_path / "learned.npz"
+    save_learned(spec, path)
+    fresh = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0)
+    assert load_learned(fresh, path)
+    assert fresh.archive.tokens.tolist() == spec.archive.tokens.tolist()
+    with np.load(path) as z:  # a file from before the archive: rows kept, archive empty
+        data = {k: v for k, v in z.items() if k != "archive"}
+    with open(path, "wb") as f:
+        np.savez(f, **data)
+    older = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0)
+    assert load_learned(older, path)
+    assert older.model.n_rows == spec.model.n_rows and len(older.archive) == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "version", "vocab", "nan",
+                                    "archive"])
 def test_a_damaged_or_foreign_file_means_starting_fresh(tmp_path, damage):
     spec = taught()
     path = tmp_path / "learned.npz"
@@ -78,6 +96,8 @@ def test_a_damaged_or_foreign_file_means_starting_fresh(tmp_path, damage):
             data["version"] = np.array(VERSION + 1)
         elif damage == "vocab":
             data["vocab"] = np.array(101)
+        elif damage == "archive":  # a token past the vocabulary
+            data["archive"] = np.array([-1, 5, 100], np.int32)
         else:
             data["wts"] = data["wts"].copy()
             data["wts"][0, 0] = np.nan

@@ -81,6 +81,34 @@ def test_speculative_greedy_matches_plain(session):
     assert drafted > 0 and accepted > 0  # the drafter did propose and win tokens
 
 
+def test_a_regenerated_answer_is_drafted_from_the_one_before(session):
+    """The first answer leaves the conversation when it is regenerated; the drafter's
+    archive keeps it, so the same answer comes again, still plain decoding's, in far
+    fewer steps than from the same drafter without its archive (whose tri-grams learned
+    that answer all the same)."""
+    spec = session._speculator
+    snapshot = spec.snapshot()
+    text = "Why is the sky blue?"
+    try:
+        session.reset()
+        _, plain, _ = session.answer(msgs(text), GREEDY, speculative=False)
+        session.reset()
+        _, first, _ = session.answer(msgs(text), GREEDY, speculative=True)
+        after_first = spec.snapshot()
+        session.reset()
+        _, again, st = session.answer(msgs(text), GREEDY, speculative=True)
+        spec.restore(after_first)
+        spec.archive.set([])
+        spec.archive.add = lambda answer: None  # the same drafter, never an archive
+        session.reset()
+        _, unarchived, st_none = session.answer(msgs(text), GREEDY, speculative=True)
+        assert first == plain and again == plain and unarchived == plain
+        assert st.steps < 0.75 * st_none.steps
+    finally:
+        del spec.archive.add
+        spec.restore(snapshot)
+
+
 def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeypatch):
     """With every node of a batch treated as a near-tie, a drafted step emits nothing and
     the next token comes from decoding that token alone: the text is plain decoding's,

@@ -16,7 +16,14 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from .mcts import COPY_LEVEL, N_BUCKETS, N_LEVELS, OWN_COPY_LEVEL, RENAMED_COPY_LEVEL
+from .mcts import (
+    ARCHIVE_COPY_LEVEL,
+    COPY_LEVEL,
+    N_BUCKETS,
+    N_LEVELS,
+    OWN_COPY_LEVEL,
+    RENAMED_COPY_LEVEL,
+)
 
 # Each observation discounts a cell's earlier ones by this factor: a cell remembers about
 # its last 30 tests, so the calibration follows the conversation (copying pasted code,
@@ -62,13 +69,14 @@ def observe_tree(parents, depths, tokens, levels, buckets, emitted, calib):
 # A well-supported tri-gram row and a copy are taken at their word; a row seen once and
 # the bigram back-off at half of it (a context seen once says "100%" far more often than
 # it is right); the unigram back-off at a fifth (it knows nothing of the context).
-LEVEL_TRUST = (1.0, 0.5, 0.5, 0.2, 1.0, 1.0, 1.0)
+LEVEL_TRUST = (1.0, 0.5, 0.5, 0.2, 1.0, 1.0, 1.0, 1.0)
 # Copies start from their match length instead (engine.draft.lookup.match_bucket: 3,
 # 4-5, 6-8, 9-15, 16+ tokens matched, then the same with the tri-gram agreeing): a
 # 3-token match is often chance, a long one nearly always the text being copied.
 COPY_PRIOR = (0.3, 0.45, 0.6, 0.75, 0.85, 0.5, 0.65, 0.8, 0.9, 0.95)
 OWN_COPY_TRUST = 0.8  # an answer repeating itself strays from the copy more than a paste
 RENAMED_COPY_TRUST = 0.8  # ... and a renaming may stop where the copy goes on
+ARCHIVE_COPY_TRUST = 0.8  # an earlier answer to a like request parts from this one sooner
 PRIOR_WEIGHT = 4.0  # the starting estimate counts as this many observations (a Beta prior)
 
 
@@ -84,6 +92,7 @@ class AcceptanceModel:
         kept[COPY_LEVEL] = tried[COPY_LEVEL] * copies
         kept[OWN_COPY_LEVEL] = tried[OWN_COPY_LEVEL] * copies * OWN_COPY_TRUST
         kept[RENAMED_COPY_LEVEL] = tried[RENAMED_COPY_LEVEL] * copies * RENAMED_COPY_TRUST
+        kept[ARCHIVE_COPY_LEVEL] = tried[ARCHIVE_COPY_LEVEL] * copies * ARCHIVE_COPY_TRUST
         self.calib = Calibration(tried, kept, kept / tried)
 
     @property

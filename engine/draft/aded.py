@@ -19,6 +19,7 @@ from ..llama.backend import LlamaBackend
 from ..llama.models import file_identity
 from . import memory
 from .acceptance import AcceptanceModel, observe_tree
+from .archive import AnswerArchive
 from .bound import BoundKernel
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
@@ -124,6 +125,7 @@ class AdedSpeculator:
         self.max_nodes = max_nodes
         self.max_leaves = max_leaves  # the KV sequences the verifier has, one per leaf
         self.learned = TokenStream()  # the tokens the model has learned from, in order
+        self.archive = AnswerArchive()  # earlier answers, to copy from (engine.draft.archive)
         self._prompt_len = 0  # where this answer starts in self.learned
         self._step = 0
         self._n_sims = self._search_effort()
@@ -170,8 +172,9 @@ class AdedSpeculator:
     def warm_up(self) -> None:
         """Run the drafter once at load, so Numba compiles (or loads its cache) here
         rather than in the middle of the first answer. Learns nothing."""
-        real = self.model, self.accept, self.cost
+        real = self.model, self.accept, self.cost, self.archive
         self.model = TrigramModel(real[0].vocab, max_mb=0.01, k=real[0].k)  # same types
+        self.archive = AnswerArchive(capacity=64)
         self.accept, self.cost = AcceptanceModel(), CostModel(real[2].cost.copy(),
                                                               frozen=True)
         try:
@@ -182,8 +185,9 @@ class AdedSpeculator:
             # the first real draft loaded this kernel (5 ms of host time in that step)
             self._batch_layout(np.array([-1, 0], np.int32), self.max_leaves)
         finally:
-            self.model, self.accept, self.cost = real
+            self.model, self.accept, self.cost, self.archive = real
             self.learned = TokenStream()
+            self._prompt_len = 0
             self._searched = 0
             self._predicted = self._realised = TRUST_PRIOR
             self._copy_predicted = self._copy_realised = TRUST_PRIOR
@@ -231,21 +235,26 @@ class AdedSpeculator:
     def snapshot(self) -> tuple:
         """Everything learned so far (the benchmark replays a prompt from one state)."""
         return (self.model.snapshot(), self.accept.snapshot(), self.learned.tokens.copy(),
-                self._predicted, self._realised, self._copy_predicted, self._copy_realised)
+                self._prompt_len, self.archive.snapshot(), self._predicted, self._realised,
+                self._copy_predicted, self._copy_realised)
 
     def restore(self, snap: tuple) -> None:
-        (model, accept, learned, self._predicted, self._realised, self._copy_predicted,
-         self._copy_realised) = snap
+        (model, accept, learned, self._prompt_len, archive, self._predicted, self._realised,
+         self._copy_predicted, self._copy_realised) = snap
         self.model.restore(model)
         self.accept.restore(accept)
         self.learned.set(learned)
+        self.archive.restore(archive)
         self._refresh_unigram()
 
     # -- Speculator interface -----------------------------------------------------------
 
     def begin(self, prompt: list[int]) -> None:
-        """Learn the prompt's tri-grams, skipping what earlier turns already taught."""
+        """Learn the prompt's tri-grams, skipping what earlier turns already taught, and
+        keep the last answer in the archive (a regenerated answer leaves the
+        conversation, a new conversation starts without it)."""
         toks = np.asarray(prompt, np.int32)
+        self.archive.add(self.learned.tokens[self._prompt_len:])
         same = self.learned.common_prefix(toks)
         self.model.learn(toks, start=max(2, same))
         self.learned.set(toks)
@@ -274,7 +283,8 @@ class AdedSpeculator:
                         self.trust, self.copy_trust, self._step)
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
         keep, n, self._long, self._expected = self._mcts_draft(
-            m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv, self._out)
+            m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv,
+            self.archive.state, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
             self._root.tokens[0] = history[-1]

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from .archive import SEP, archive_copy, archive_match
 from .lookup import copy_chain, match_bucket
 from .trigram import find_row
 
@@ -28,10 +29,11 @@ from .trigram import find_row
 # level: a context seen once says "100%" far more often than it is right, pasted text is
 # copied more faithfully than a phrase recurs, and a renaming is not always carried
 # through (a copy renamed in one function and not in the next).
-N_LEVELS = 7
+N_LEVELS = 8
 COPY_LEVEL = 4
 OWN_COPY_LEVEL = 5
 RENAMED_COPY_LEVEL = 6
+ARCHIVE_COPY_LEVEL = 7  # a copy of an earlier answer (engine.draft.archive)
 N_BUCKETS = 10  # calibration buckets over the drafter's conditional probability
 MAX_CHILDREN = 8
 MIN_PRIOR = 0.01
@@ -370,7 +372,7 @@ def _pv_extension(tables, uni, calib, search, conv, tok, par, dep, pathp, leaf,
 
 
 @nb.njit(cache=True)
-def mcts_draft(tables, uni, calib, cost, search, conv, out):
+def mcts_draft(tables, uni, calib, cost, search, conv, arc, out):
     """Search from the root (search.ctx_a, search.root); write the searched nodes to out
     (node 0 is the root), best first, and return (draft size, nodes written, whether the
     draft is a long copy, its expected accepted tokens): the draft is the first nodes.
@@ -381,7 +383,9 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     tree, the search stops after expanding the root, whose children are still written
     out for the calibration. The copy chain found in the conversation
     (engine.draft.lookup) is always a candidate on its own path, calibrated apart for
-    copies of the prompt, of the answer itself, and copies that carry a renaming; drafted
+    copies of the prompt, of the answer itself, and copies that carry a renaming; where
+    the archive of earlier answers (arc, engine.draft.archive) holds a longer match than
+    the conversation, its copy is the chain, calibrated apart again; drafted
     alone, that chain may go
     deeper than the search (up to LONG_COPY, weighed by search.copy_trust), and is the
     draft when it promises more speed than the search's best tree. The tree's likeliest
@@ -394,6 +398,10 @@ def mcts_draft(tables, uni, calib, cost, search, conv, out):
     chain_len, chain_match, chain_end, renames = copy_chain(conv.tokens, conv.n,
                                                            chain.shape[0], chain)
     chain_level = _copy_level(chain_end, conv.prompt_len, renames)
+    a_end, a_match = archive_match(arc, conv.tokens, conv.n)
+    if (a_match > chain_match and a_end + 1 < arc.n[0] and arc.tokens[a_end + 1] != SEP):
+        chain_len = archive_copy(arc, a_end, chain.shape[0], chain)
+        chain_match, chain_level = a_match, ARCHIVE_COPY_LEVEL
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)

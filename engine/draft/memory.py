@@ -1,5 +1,5 @@
 """What the drafter keeps across runs: its learned tri-gram rows, its acceptance
-calibration and its trust, per model, in one file.
+calibration, its trust and its archive of earlier answers, per model, in one file.
 
 A chat client sees the same model day after day, and people ask it similar things
 again: a request like one it answered before drafts from that answer at once (the
@@ -39,7 +39,8 @@ def save_learned(spec, path: Path) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, version=VERSION, vocab=spec.model.vocab, k=spec.model.k, keys=keys,
                  toks=toks, wts=wts, uni=spec.model.tables.uni, inc=spec.model.inc,
-                 tried=tried, kept=kept, trust=np.array(spec.trust_state()))
+                 tried=tried, kept=kept, trust=np.array(spec.trust_state()),
+                 archive=spec.archive.tokens)
     os.replace(tmp, path)
 
 
@@ -53,12 +54,17 @@ def load_learned(spec, path: Path) -> bool:
                 return False
             keys, toks, wts, uni = z["keys"], z["toks"], z["wts"], z["uni"]
             inc, tried, kept, trust = float(z["inc"]), z["tried"], z["kept"], z["trust"]
+            # (files written before the archive existed have none: it starts empty)
+            archive = z["archive"] if "archive" in z.files else np.zeros(0, np.int32)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return False
     shapes_ok = (keys.ndim == 1 and toks.shape == wts.shape == (len(keys), spec.model.k)
                  and uni.shape == spec.model.tables.uni.shape and trust.shape == (2,))
     finite = all(np.isfinite(a).all() for a in (wts, uni, trust))
-    if not (shapes_ok and finite and inc > 0):
+    archive_ok = (archive.ndim == 1 and archive.dtype.kind == "i"
+                  and (len(archive) == 0 or (archive.min() >= -1
+                                             and archive.max() < spec.model.vocab)))
+    if not (shapes_ok and finite and archive_ok and inc > 0):
         return False
     # A calibration of another shape comes from a drafter with other kinds of candidates
     # (a version that added one): its rows still hold, its calibration starts afresh.
@@ -71,4 +77,5 @@ def load_learned(spec, path: Path) -> bool:
     if calib_ok:
         spec.accept.restore((tried, kept))
     spec.set_trust_state(float(trust[0]), float(trust[1]))
+    spec.archive.set(archive)
     return True
