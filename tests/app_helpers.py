@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from aded_chat.app import ChatApp
@@ -18,6 +19,20 @@ CFG = Config(generation=Config().generation.__class__(temperature=0.0, max_token
 
 def make_app(db: Path, session, **kw) -> ChatApp:
     return ChatApp(CFG, store=Store(db), session=session, **kw)
+
+
+def pace(monkeypatch, session, seconds: float = 0.05) -> None:
+    """Each step of the session's answers paced as on a slow laptop, so an answer is still
+    streaming when a test stops it, however fast drafting makes it here (an answer an
+    earlier test asked for is copied from the drafter's archive)."""
+    generate = session.generate
+
+    def paced(*args, **kw):
+        for chunk in generate(*args, **kw):
+            yield chunk
+            time.sleep(seconds)
+
+    monkeypatch.setattr(session, "generate", paced)
 
 
 async def wait_until(pilot, cond, timeout=300.0):

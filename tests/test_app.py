@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aded_chat.engine import default_threads
-from app_helpers import CFG, make_app, send, wait_until
+from app_helpers import CFG, make_app, pace, send, wait_until
 
 from aded_chat.app import ChatApp
 from aded_chat.config import Config
@@ -36,7 +36,9 @@ async def test_send_streams_an_answer_with_stats(tmp_path, session):
         assert app.conv.title == "Say hello"
 
 
-async def test_stop_keeps_the_partial_answer_and_restart_finds_it(tmp_path, session):
+async def test_stop_keeps_the_partial_answer_and_restart_finds_it(tmp_path, session,
+                                                                 monkeypatch):
+    pace(monkeypatch, session)
     db = tmp_path / "c.db"
     app = make_app(db, session)
     long = Config(generation=CFG.generation.__class__(temperature=0.0, max_tokens=400))

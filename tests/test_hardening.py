@@ -23,7 +23,7 @@ from aded_chat.engine.llama.backend import LlamaBackend
 from aded_chat.engine.llama.models import embedded_model_path
 from aded_chat.engine.llama.sampling import SEED_MAX, SamplingSettings
 from aded_chat.engine.llama.template import ChatTemplate
-from app_helpers import CFG, make_app, send, wait_until
+from app_helpers import CFG, make_app, pace, send, wait_until
 
 from aded_chat.app import ChatApp
 from aded_chat.config import ConfigError, load_config
@@ -420,7 +420,9 @@ def test_llama_cpps_own_reason_for_a_failed_load_is_kept(tmp_path):
         LlamaBackend(bad)
 
 
-async def test_quit_mid_answer_is_quick_and_keeps_the_partial_answer(tmp_path, session):
+async def test_quit_mid_answer_is_quick_and_keeps_the_partial_answer(tmp_path, session,
+                                                                     monkeypatch):
+    pace(monkeypatch, session)
     db = tmp_path / "c.db"
     app = make_app(db, session)
     long = CFG.generation.__class__(temperature=0.0, max_tokens=400)
