@@ -193,6 +193,17 @@ class AdedSpeculator:
             self._copy_predicted = self._copy_realised = TRUST_PRIOR
             self._refresh_unigram()
 
+    def archived(self) -> np.ndarray:
+        """The archive's tokens with the answer being written (or the last one) in it, as
+        the next request would find them: what a saved drafter keeps."""
+        pending = self.learned.tokens[self._prompt_len:]
+        if not len(pending):
+            return self.archive.tokens.copy()
+        with_pending = AnswerArchive(capacity=len(self.archive.state.tokens))
+        with_pending.set(self.archive.tokens)
+        with_pending.add(pending)
+        return with_pending.tokens.copy()
+
     def save_learned(self, path: Path) -> None:
         """Keep what this drafter learned in a file (engine.draft.memory)."""
         memory.save_learned(self, path)

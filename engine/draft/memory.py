@@ -2,14 +2,17 @@
 calibration, its trust and its archive of earlier answers, per model, in one file.
 
 A chat client sees the same model day after day, and people ask it similar things
-again: a request like one it answered before drafts from that answer at once (the
-bench's prompts asked a second time: 1.6x the tokens a step on a flat curve). On new
-requests one day's answers buy about nothing (BENCHMARKS.md, session 16). The file is
-bounded (the table's live rows, at most MAX_LOAD of a table capped at max_mb),
-versioned, written to a temporary name and renamed, and anything unexpected in it
-(another version, vocabulary or row width, a damaged or truncated file) means starting
-fresh from the corpus prior. A calibration of another shape (from a version with other
-kinds of candidates) keeps the file's rows and starts only the calibration afresh.
+again: a request like one it answered before (regenerated, asked in a new conversation,
+or the next day) drafts from that answer at once, copied from the archive (the bench's
+prompts asked a second time on this CPU: 1.06x the first time, 1.63x the second). On new
+requests one day's answers buy about nothing (BENCHMARKS.md, sessions 16 and 17).
+
+The file is bounded (the table's live rows, at most MAX_LOAD of a table capped at
+max_mb; the archive's newest tokens), versioned, written to a temporary name and
+renamed, and anything unexpected in it (another version, vocabulary or row width, a
+damaged or truncated file) means starting fresh from the corpus prior. A calibration of
+another shape (from a version with other kinds of candidates) keeps the file's rows and
+starts only the calibration afresh. A file from before the archive loads with none.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def save_learned(spec, path: Path) -> None:
         np.savez(f, version=VERSION, vocab=spec.model.vocab, k=spec.model.k, keys=keys,
                  toks=toks, wts=wts, uni=spec.model.tables.uni, inc=spec.model.inc,
                  tried=tried, kept=kept, trust=np.array(spec.trust_state()),
-                 archive=spec.archive.tokens)
+                 archive=spec.archived())
     os.replace(tmp, path)
 
 
