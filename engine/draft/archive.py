@@ -117,6 +117,17 @@ def archive_copy(arc, end, max_len, out):
     return k
 
 
+@nb.njit(cache=True)
+def archive_chain(arc, buf, n, longer_than, out):
+    """Where the archive's longest match of buf[:n] is longer than `longer_than` (the
+    conversation's own) and has a continuation, write that continuation to out (up to
+    its length) and return (its length, the match length); else (0, 0), out untouched."""
+    end, m = archive_match(arc, buf, n)
+    if m <= longer_than or end + 1 >= arc.n[0] or arc.tokens[end + 1] == SEP:
+        return 0, 0
+    return archive_copy(arc, end, out.shape[0], out), m
+
+
 class AnswerArchive:
     """Earlier answers' tokens, bounded, with their index."""
 

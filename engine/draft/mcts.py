@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from .archive import SEP, archive_copy, archive_match
+from .archive import archive_chain
 from .lookup import copy_chain, match_bucket
 from .trigram import find_row
 
@@ -398,10 +398,9 @@ def mcts_draft(tables, uni, calib, cost, search, conv, arc, out):
     chain_len, chain_match, chain_end, renames = copy_chain(conv.tokens, conv.n,
                                                            chain.shape[0], chain)
     chain_level = _copy_level(chain_end, conv.prompt_len, renames)
-    a_end, a_match = archive_match(arc, conv.tokens, conv.n)
-    if (a_match > chain_match and a_end + 1 < arc.n[0] and arc.tokens[a_end + 1] != SEP):
-        chain_len = archive_copy(arc, a_end, chain.shape[0], chain)
-        chain_match, chain_level = a_match, ARCHIVE_COPY_LEVEL
+    a_len, a_match = archive_chain(arc, conv.tokens, conv.n, chain_match, chain)
+    if a_len > 0:
+        chain_len, chain_match, chain_level = a_len, a_match, ARCHIVE_COPY_LEVEL
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)
