@@ -33,6 +33,16 @@ def test_most_recent_among_equal_matches_and_the_end_of_the_stream():
     assert chain(toks) == ([20, 1, 2, 3], 3)  # the chain may run into the newest tokens
 
 
+def test_a_loop_is_copied_past_the_newest_token():
+    """An answer caught in a loop repeats its last few tokens: once the newest period
+    repeats the one before it, the copy goes on round the loop, not only up to the
+    newest token (llama.cpp's ngram-mod drafts such loops 64 tokens deep)."""
+    loop = [5] + [1, 2, 3] * 3
+    assert chain(loop) == ([1, 2, 3, 1, 2, 3, 1, 2], 6)
+    # a period not yet repeated whole is no loop: the copy stops at the newest token
+    assert chain([7, 8, 1, 2, 3, 9, 1, 2, 3]) == ([9, 1, 2, 3], 3)
+
+
 def test_no_chain_below_the_minimum_match():
     assert chain([5, 6, 7, 8, 1, 2, 40, 9, 2]) == ([], 0)  # only "2" repeats
     assert chain([1, 2]) == ([], 0)

@@ -154,6 +154,16 @@ def copy_chain(buf, n, max_len, out):
             out[k] = buf[i]
             k += 1
             i += 1
+    period = n - 1 - best_j
+    if best_ls == 0 and best_m >= period:
+        # the newest `period` tokens repeat the ones before them: a loop (an answer
+        # saying "a new function that returns a new function that ..."). The copy has
+        # reached the newest token and goes on with what it has just copied, one period
+        # after another, as LZ77 copies an overlapping match; without this it stopped
+        # there, and a loop was never drafted past one period.
+        while k < max_len:
+            out[k] = out[k - period]
+            k += 1
     return k, best_m, best_j, best_ls > 0
 
 
