@@ -47,6 +47,17 @@ def test_backend_reports_what_it_runs(backend):
     assert backend.chat_template() and "im_start" in backend.chat_template()
 
 
+def test_the_chat_template_s_tokens_end_what_a_draft_may_copy(backend):
+    """A copy of an earlier turn is cut where the template begins (engine.draft.mcts):
+    the end-of-turn and turn-start tokens are in the backend's turn_ends, text is not."""
+    im_start, im_end = (backend.tokenize(t, parse_special=True)
+                        for t in ("<|im_start|>", "<|im_end|>"))
+    assert len(im_start) == len(im_end) == 1
+    assert backend.turn_ends[im_start[0]] and backend.turn_ends[im_end[0]]
+    assert not backend.turn_ends[backend.tokenize("user")].any()
+    assert backend.turn_ends.sum() < 100
+
+
 def test_greedy_answer_is_deterministic(session):
     a, ta, sa = session.answer(ask("Say hello"), GREEDY, speculative=False)
     session.reset()

@@ -193,6 +193,24 @@ def test_a_long_copy_is_drafted_deeper_than_the_search_goes():
     assert len(no_long) - 1 <= spec.max_depth
 
 
+def test_a_copy_stops_where_the_turn_ends():
+    """A copy of an earlier turn runs on into the chat template (end of turn, the next
+    request), which no answer writes: the draft stops before the first such token."""
+    rng = np.random.default_rng(1)
+    END = 7  # stands for <|im_end|>: a control token
+    passage = rng.integers(10, 100, size=40).tolist()
+    passage[25] = END
+    text = rng.integers(10, 100, size=200).tolist() + passage + \
+        rng.integers(10, 100, size=200).tolist() + passage[:12]
+    spec = trained(GPU, text[:-1])
+    spec.turn_ends[END] = True
+    tree = spec.propose(text, room=64)
+    tree.check()
+    assert END not in tree.tokens[1:].tolist()
+    assert len(tree) - 1 == 25 - 12  # the copy, as far as the end of the turn
+    assert tree.tokens[1:].tolist() == passage[12:25]
+
+
 def test_a_branch_that_reaches_the_search_depth_goes_on_as_a_copy():
     """Too short a match for a long copy (which would stop at the search's depth), but
     the tree's likeliest branch reaches that depth inside the passage: the branch goes

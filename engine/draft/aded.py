@@ -126,6 +126,8 @@ class AdedSpeculator:
         self.max_leaves = max_leaves  # the KV sequences the verifier has, one per leaf
         self.learned = TokenStream()  # the tokens the model has learned from, in order
         self.archive = AnswerArchive()  # earlier answers, to copy from (engine.draft.archive)
+        # tokens no copy is drafted past (the backend's turn_ends; none for a bare drafter)
+        self.turn_ends = np.zeros(vocab, np.bool_)
         self._prompt_len = 0  # where this answer starts in self.learned
         self._step = 0
         self._n_sims = self._search_effort()
@@ -159,6 +161,7 @@ class AdedSpeculator:
             cost = load_or_measure(backend, cache)
         kw.setdefault("max_leaves", backend.n_seq_max)
         spec = cls(backend.n_vocab, cost, **kw)
+        spec.turn_ends = backend.turn_ends
         (keys, toks, wts, uni), _ = load_prior(backend, corpus, cache, spec.model.k)
         # The corpus says what text looks like; the conversation says what this text is:
         # a prior row weighs PRIOR_MASS tokens seen now, and fades as new ones are learned.
@@ -292,7 +295,8 @@ class AdedSpeculator:
         search = Search(a, history[-1], self._n_sims, self.max_depth, self.c1, self.c2,
                         STRONG_ROW * m.inc, min(self.max_nodes, room - 1), self.max_leaves,
                         self.trust, self.copy_trust, self._step)
-        conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len)
+        conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len,
+                            self.turn_ends)
         keep, n, self._long, self._expected = self._mcts_draft(
             m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv,
             self.archive.state, self._out)

@@ -104,6 +104,7 @@ class Conversation(NamedTuple):
     tokens: np.ndarray  # int32, the first n valid
     n: int
     prompt_len: int
+    turn_ends: np.ndarray  # bool [vocab]: end-of-turn and control tokens
 
 
 class SearchOut(NamedTuple):
@@ -340,6 +341,18 @@ def _principal_variation(order, k, first, nchild, expanded, n):
 
 
 @nb.njit(cache=True, inline="always")
+def _within_turn(chain, k, turn_ends):
+    """How much of a copy's first k tokens comes before the end of a turn or a control
+    token: a copy of the prompt or of an earlier turn runs on into the chat template
+    (`<|im_end|>`, `user`, the next request), which an answer never writes; the answer
+    ends there, or goes on otherwise."""
+    for i in range(k):
+        if turn_ends[chain[i]]:
+            return i
+    return k
+
+
+@nb.njit(cache=True, inline="always")
 def _copy_level(end, prompt_len, renames):
     """The calibration level of a copy whose match ends at `end`."""
     if renames:
@@ -363,6 +376,7 @@ def _pv_extension(tables, uni, calib, search, conv, tok, par, dep, pathp, leaf,
         conv.tokens[n + i - 1] = tok[v]
         v = par[v]
     k, match, end, renames = copy_chain(conv.tokens, n + d, min(ext.shape[0], limit), ext)
+    k = _within_turn(ext, k, conv.turn_ends)
     if k == 0:
         return 0, 0
     level = _copy_level(end, conv.prompt_len, renames)
@@ -401,6 +415,7 @@ def mcts_draft(tables, uni, calib, cost, search, conv, arc, out):
     a_len, a_match = archive_chain(arc, conv.tokens, conv.n, chain_match, chain)
     if a_len > 0:
         chain_len, chain_match, chain_level = a_len, a_match, ARCHIVE_COPY_LEVEL
+    chain_len = _within_turn(chain, chain_len, conv.turn_ends)
     M = 1 + n_sims * (MAX_CHILDREN + 1)  # + 1: the copy candidate
     tok = np.empty(M, np.int32)
     par = np.empty(M, np.int32)

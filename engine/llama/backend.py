@@ -297,9 +297,13 @@ class LlamaBackend:
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self._logits = np.zeros((0, 0), np.float32)
         self._eog = np.zeros(self.n_vocab, dtype=np.bool_)
+        # ... and with the chat template's control tokens, what no answer goes on past
+        self.turn_ends = np.zeros(self.n_vocab, dtype=np.bool_)
         for tok in range(self.n_vocab):
             if llama_cpp.llama_vocab_is_eog(self._vocab, tok):
                 self._eog[tok] = True
+            if self._eog[tok] or llama_cpp.llama_vocab_is_control(self._vocab, tok):
+                self.turn_ends[tok] = True
         # Every decode without a sequence list writes its tokens into every sequence: the
         # committed text is in all of them (engine.decode.kv), so a tree's branches attend
         # to it without a copy per branch, which costs context x branches (BENCHMARKS.md).
