@@ -109,6 +109,40 @@ def test_a_regenerated_answer_is_drafted_from_the_one_before(session):
         spec.restore(snapshot)
 
 
+def test_nothing_is_drafted_past_the_answer_s_length(session, monkeypatch):
+    """A tree of n rows emits at most n tokens, so the last steps of an answer cut at
+    max_tokens draft no more than it may still emit (a pasted function copied whole
+    would otherwise be verified to keep a token or two), and the answer is plain's."""
+    spec = session._speculator
+    snapshot = spec.snapshot()
+    short = SamplingSettings(temperature=0.0, max_tokens=24)
+    calls: list[tuple[int, int]] = []  # (tokens in the conversation, rows of the tree)
+    propose = spec.propose
+
+    def recording(history, room):
+        tree = propose(history, room)
+        calls.append((len(history), len(tree)))
+        return tree
+
+    try:
+        session.reset()
+        _, plain, _ = session.answer(msgs(PROMPTS[0]), short, speculative=False)
+        monkeypatch.setattr(spec, "propose", recording)
+        for _ in range(2):  # the second time, the first answer is in the archive
+            calls.clear()
+            session.reset()
+            _, drafted, st = session.answer(msgs(PROMPTS[0]), short, speculative=True)
+            assert drafted == plain and len(drafted) == short.max_tokens
+        emitted_before = [n - st.prompt_tokens for n, _ in calls]
+        assert all(rows <= short.max_tokens - out
+                   for out, (_, rows) in zip(emitted_before, calls, strict=True))
+        # the bound did cut: the drafter kept drafting until the answer's last steps
+        assert any(rows > 1 and short.max_tokens - out < 16
+                   for out, (_, rows) in zip(emitted_before, calls, strict=True))
+    finally:
+        spec.restore(snapshot)
+
+
 def test_a_near_tie_leaves_the_next_token_to_a_one_token_decode(session, monkeypatch):
     """With every node of a batch treated as a near-tie, a drafted step emits nothing and
     the next token comes from decoding that token alone: the text is plain decoding's,

@@ -67,14 +67,18 @@ def record(backend: LlamaBackend, prompts: list[dict], max_tokens: int) -> dict:
 
 
 def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separate: bool,
-           max_rows: int = MAX_TREE) -> tuple[int, float]:
-    """(steps, summed verification cost) of one answer."""
+           max_rows: int = MAX_TREE, max_tokens: int | None = None) -> tuple[int, float]:
+    """(steps, summed verification cost) of one answer; max_tokens, the answer's limit,
+    bounds each tree as the decode loop does."""
     cost = spec.cost.cost
     spec.begin(prompt.tolist())
     history = prompt.tolist() + [int(answer[0])]
     j, steps, spent, behind = 1, 0, 0.0, 0  # answer[j]: the next token to produce
     while j < len(answer):
-        tree = spec.propose(history, max_rows - behind)  # as the decode loop's room
+        room = max_rows - behind  # as the decode loop's room
+        if max_tokens is not None:
+            room = min(room, max_tokens - j)
+        tree = spec.propose(history, room)
         path = [0]
         while j + len(path) - 1 < len(answer):
             kids = np.flatnonzero(tree.parents == path[-1])
@@ -149,7 +153,8 @@ def main() -> None:
         if not args.carry:
             spec.restore(state)
         prompt, answer = rec[p["id"]]
-        steps, spent = replay(spec, prompt, answer, args.separate, args.max_rows)
+        steps, spent = replay(spec, prompt, answer, args.separate, args.max_rows,
+                              args.max_tokens)
         row = ((len(answer) - 1) / max(1, steps), (len(answer) - 1) * c1 / max(spent, c1))
         by_cat[p["category"]].append(row)
         by_cat["overall"].append(row)

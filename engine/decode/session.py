@@ -388,9 +388,12 @@ class ChatSession:
         t_step, cpu_step = time.perf_counter(), time.thread_time()
         decode_cpu0 = backend.decode_cpu_s
         if spec is not None and not ans.tied:
-            # the tokens behind share the batch, which stays within max_rows
+            # the tokens behind share the batch, which stays within max_rows; and a tree
+            # of n rows emits at most n tokens, so none is drafted past max_tokens (an
+            # answer cut at its length would verify a whole draft to keep one token)
             tree = spec.propose(ans.history, min(self._cache.room,
-                                                 ans.max_rows - len(self._cache.behind)))
+                                                 ans.max_rows - len(self._cache.behind),
+                                                 ans.settings.max_tokens - ans.n_out))
         else:
             tree = ans.root
             tree.tokens[0] = ans.pending
