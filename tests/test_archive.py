@@ -77,6 +77,27 @@ def test_a_new_prompt_keeps_the_last_answer_and_drafts_from_it():
     assert node > 0 and spec._out.level[node] == COPY_LEVEL
 
 
+def test_an_archived_answer_s_end_leaves_the_conversation_s_copy_standing():
+    """The archive's longer match ends an earlier answer (its end-of-generation token
+    next), which a copy never drafts: the conversation's shorter match is copied."""
+    flat = CostModel.from_probes([1, 2, 4, 8, 16, 32],
+                                 [0.010, 0.0101, 0.0102, 0.0104, 0.011, 0.012])
+    spec = AdedSpeculator(vocab=100, cost=flat, max_mb=1.0)
+    END = 7
+    spec.turn_ends[END] = True
+    prompt = [1, 2, 3]
+    answer = [40, 41, 42, 43, 44, END]
+    spec.begin(prompt)
+    spec.learn(prompt + answer, len(answer), spec.propose(prompt + answer, 64), 1, 0.01)
+    pasted = [20, 42, 43, 44, 70, 71, 72, 73, 74, 75]  # the conversation: a 3-token match
+    spec.begin(pasted)
+    assert spec.archive.tokens.tolist() == [SEP, *answer]
+    tree = spec.propose(pasted + [40, 41, 42, 43, 44], room=64)
+    tree.check()
+    node = tree.child(0, 70)
+    assert node > 0 and spec._out.level[node] == COPY_LEVEL
+
+
 def test_a_snapshot_holds_the_archive():
     spec = AdedSpeculator(vocab=100, cost=CostModel.flat(), max_mb=1.0)
     spec.begin([1, 2, 3])

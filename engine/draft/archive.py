@@ -118,12 +118,17 @@ def archive_copy(arc, end, max_len, out):
 
 
 @nb.njit(cache=True)
-def archive_chain(arc, buf, n, longer_than, out):
+def archive_chain(arc, buf, n, longer_than, turn_ends, out):
     """Where the archive's longest match of buf[:n] is longer than `longer_than` (the
     conversation's own) and has a continuation, write that continuation to out (up to
-    its length) and return (its length, the match length); else (0, 0), out untouched."""
+    its length) and return (its length, the match length); else (0, 0), out untouched.
+    A continuation that starts with the end of a turn (turn_ends: a bool per token) is
+    none: an archived answer ends with its end-of-generation token, and a copy stops
+    before it (engine.draft.mcts), so it would leave nothing in place of the
+    conversation's chain."""
     end, m = archive_match(arc, buf, n)
-    if m <= longer_than or end + 1 >= arc.n[0] or arc.tokens[end + 1] == SEP:
+    if (m <= longer_than or end + 1 >= arc.n[0] or arc.tokens[end + 1] == SEP
+            or turn_ends[arc.tokens[end + 1]]):
         return 0, 0
     return archive_copy(arc, end, out.shape[0], out), m
 

@@ -412,7 +412,8 @@ def mcts_draft(tables, uni, calib, cost, search, conv, arc, out):
     chain_len, chain_match, chain_end, renames = copy_chain(conv.tokens, conv.n,
                                                            chain.shape[0], chain)
     chain_level = _copy_level(chain_end, conv.prompt_len, renames)
-    a_len, a_match = archive_chain(arc, conv.tokens, conv.n, chain_match, chain)
+    a_len, a_match = archive_chain(arc, conv.tokens, conv.n, chain_match, conv.turn_ends,
+                                    chain)
     if a_len > 0:
         chain_len, chain_match, chain_level = a_len, a_match, ARCHIVE_COPY_LEVEL
     chain_len = _within_turn(chain, chain_len, conv.turn_ends)
