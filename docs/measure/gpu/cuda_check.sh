@@ -24,6 +24,13 @@ OUT=${OUT:-$(mktemp -d)}
 T=${ADED_GPU_TMP:-/tmp/aded}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$T"
+# On the GPU machine (2026-11-30, H200, CUDA 13, GCC 13.3, Python 3.12), a process that
+# has loaded llvmlite (Numba's LLVM) and a llama-cpp-python built there segfaults in
+# llama.cpp's BPE tokenizer set-up, on the GPU or the CPU, in either import order, with
+# the image's Numba or PyPI's; with the system libstdc++ preloaded it runs
+# (BENCHMARKS.md, session 19). This machine's build does not need it; it does no harm.
+LIBSTDCXX=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+[ -n "$LIBSTDCXX" ] && export LD_PRELOAD="$LIBSTDCXX${LD_PRELOAD:+:$LD_PRELOAD}"
 
 run1() {
   PY=python3
