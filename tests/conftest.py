@@ -1,9 +1,12 @@
 """Test isolation: the user's config, conversations and caches are never touched."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _home = tempfile.mkdtemp(prefix="aded-chat-test-")
+atexit.register(shutil.rmtree, _home, ignore_errors=True)  # ~10 MB of caches a run
 os.environ["XDG_CONFIG_HOME"] = os.path.join(_home, "config")
 os.environ["XDG_DATA_HOME"] = os.path.join(_home, "data")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_home, "cache")
