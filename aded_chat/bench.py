@@ -348,6 +348,7 @@ def run_bench(cfg, args) -> int:
         # what verifying n tokens cost by the end of the run (measured at load, refined
         # online): the curve every drafting decision above was made against
         report["verify_cost_s"] = session.verify_costs()
+        report["verify_switch_s"] = session.verify_switch()
         report["cost_curve"] = args.cost_curve or "measured here"
         if curve is not None:
             report["tokens_per_step"] = geomean([r["aded"]["tokens_per_step"]

@@ -67,9 +67,11 @@ def record(backend: LlamaBackend, prompts: list[dict], max_tokens: int) -> dict:
 
 
 def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separate: bool,
-           max_rows: int = MAX_TREE, max_tokens: int | None = None) -> tuple[int, float]:
+           max_rows: int = MAX_TREE, max_tokens: int | None = None,
+           switch: float = 0.0) -> tuple[int, float]:
     """(steps, summed verification cost) of one answer; max_tokens, the answer's limit,
-    bounds each tree as the decode loop does."""
+    bounds each tree as the decode loop does; `switch` seconds are added to each batch
+    (CostModel.switch: the one-token step after it rebuilds its compute graph)."""
     cost = spec.cost.cost
     spec.begin(prompt.tolist())
     history = prompt.tolist() + [int(answer[0])]
@@ -90,7 +92,7 @@ def replay(spec: AdedSpeculator, prompt: np.ndarray, answer: np.ndarray, separat
         history += answer[j:j + n_new].tolist()
         batch = len(tree) + behind
         spec.learn(history, n_new, tree, len(path), float(cost[batch]), batch)
-        spent += float(cost[batch])
+        spent += float(cost[batch]) + (switch if batch > 1 else 0.0)
         gap = next((i for i, v in enumerate(path) if v != i), len(path))
         behind = len(path) - gap
         if separate and behind:
@@ -108,6 +110,11 @@ def main() -> None:
     ap.add_argument("--curve", default="flat",
                     help="flat, measured (the probe's table), or a curve JSON file (a "
                          "bench report: the curve that run ended with)")
+    ap.add_argument("--switch-ms", type=float,
+                    help="what a one-token step costs more after a batch (CostModel.switch; "
+                         "a measured curve's own by default): counted in each batch's cost")
+    ap.add_argument("--unaware", action="store_true",
+                    help="the drafter plans without the switch (as before session 20)")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kv-cache", default="auto", help="as the bench's (auto: q8_0 on a CPU)")
@@ -142,6 +149,8 @@ def main() -> None:
         curve.frozen = True
     else:
         curve = CostModel.from_curve_file(args.curve)
+    switch = curve.switch if args.switch_ms is None else args.switch_ms / 1000
+    curve.set_switch(0.0 if args.unaware else switch)
     spec = AdedSpeculator.for_backend(backend, list(corpus_files()),
                                       Path(tempfile.mkdtemp()), cost=curve)
     if args.drafter_state and not spec.load_learned(Path(args.drafter_state)):
@@ -154,7 +163,7 @@ def main() -> None:
             spec.restore(state)
         prompt, answer = rec[p["id"]]
         steps, spent = replay(spec, prompt, answer, args.separate, args.max_rows,
-                              args.max_tokens)
+                              args.max_tokens, switch)
         row = ((len(answer) - 1) / max(1, steps), (len(answer) - 1) * c1 / max(spent, c1))
         by_cat[p["category"]].append(row)
         by_cat["overall"].append(row)

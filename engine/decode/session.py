@@ -226,6 +226,11 @@ class ChatSession:
         refined online; or the foreign curve it was given): empty without a drafter."""
         return self._speculator.cost.as_dict() if self.speculator_ready else {}
 
+    def verify_switch(self) -> float:
+        """Seconds a one-token step costs more right after a batch (CostModel.switch),
+        which the drafter charges every batch: 0.0 without a drafter."""
+        return self._speculator.cost.switch if self.speculator_ready else 0.0
+
     @property
     def plain_tokens_per_s(self) -> float | None:
         """1 / the median wall time of recent one-token steps, once there are a few."""

@@ -179,7 +179,8 @@ class AdedSpeculator:
         self.model = TrigramModel(real[0].vocab, max_mb=0.01, k=real[0].k)  # same types
         self.archive = AnswerArchive(capacity=64)
         self.accept, self.cost = AcceptanceModel(), CostModel(real[2].cost.copy(),
-                                                              frozen=True)
+                                                              frozen=True,
+                                                              switch=real[2].switch)
         try:
             self.begin([0, 1, 2, 0, 1])
             tree = self.propose([0, 1], 8)
@@ -282,7 +283,8 @@ class AdedSpeculator:
         few visits before its rank means anything), at least MIN_SIMS. A CPU where two
         tokens cost 1.7x one gets MIN_SIMS; a flat GPU curve MAX_SIMS. The cost
         table moves slowly, so this is refreshed once per answer, not per step."""
-        affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
+        plan = self.cost.planning
+        affordable = int(np.searchsorted(plan[1:], 2.0 * plan[1]))
         return int(min(self.n_sims, max(MIN_SIMS, SIMS_PER_NODE * affordable)))
 
     def propose(self, history: list[int], room: int) -> DraftTree:
@@ -298,7 +300,7 @@ class AdedSpeculator:
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len,
                             self.turn_ends)
         keep, n, self._long, self._expected = self._mcts_draft(
-            m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv,
+            m.tables, self._unigrams, self.accept.table, self.cost.planning, search, conv,
             self.archive.state, self._out)
         self._searched = n
         if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it

@@ -30,6 +30,9 @@ STEP_TOKENS_MAX = 9
 # what one token does, as on a CUDA or Metal GPU for small batches of a small model.
 # 5 ms is one token of a 1B Q4 model on a laptop GPU; only the ratio to host time matters.
 FLAT_SECONDS = 0.005
+# How fast the switch estimate follows one-token steps after a batch: they are as rare
+# as drafts, so faster than the table's 0.05.
+SWITCH_ALPHA = 0.2
 
 
 class CostCurveError(EngineError):
@@ -41,9 +44,18 @@ class CostModel:
     refined online with each step's own timing. A foreign curve (another machine's,
     replayed here) is frozen: this machine's timings say nothing about it."""
 
-    def __init__(self, seconds: np.ndarray, *, frozen: bool = False):
+    def __init__(self, seconds: np.ndarray, *, frozen: bool = False, switch: float = 0.0):
         self.cost = np.asarray(seconds, dtype=np.float64)  # index n, cost[0] unused
         self.frozen = frozen
+        # What a one-token step costs more right after a batch than after another one
+        # token: llama.cpp reuses the last step's compute graph when the batch has the
+        # same shape (on CUDA, a captured graph), so a batch costs a rebuild on the way
+        # back. 0.28 ms on this CPU, 4% of a SmolLM2 token (BENCHMARKS.md, session 20).
+        self.switch = float(switch)
+        # what the drafter plans with: cost, a batch charged the switch back
+        self.planning = self.cost.copy()
+        self._replan()
+        self._last_n = 1
 
     @classmethod
     def from_probes(cls, sizes: list[int], seconds: list[float], *,
@@ -78,7 +90,8 @@ class CostModel:
     def from_curve_file(cls, spec: str) -> CostModel:
         """Another machine's curve, to plan exactly as the drafter would there: `flat`,
         or a JSON file mapping batch size to seconds, either on its own or as the
-        `verify_cost_s` of a bench report (`aded-chat bench --json`)."""
+        `verify_cost_s` of a bench report (`aded-chat bench --json`), with that report's
+        `verify_switch_s` where it has one."""
         if spec == "flat":
             return cls.flat()
         try:
@@ -87,7 +100,9 @@ class CostModel:
             raise CostCurveError(f"cannot read cost curve {spec}: {exc.strerror}") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise CostCurveError(f"cost curve {spec} is not JSON: {exc}") from None
+        switch = 0.0
         if isinstance(data, dict) and isinstance(data.get("verify_cost_s"), dict):
+            switch = data.get("verify_switch_s", 0.0)
             data = data["verify_cost_s"]
         try:
             points = sorted((int(k), float(v)) for k, v in data.items())
@@ -98,10 +113,22 @@ class CostModel:
             raise CostCurveError(f"cost curve {spec}: batch sizes must be 1 or more and "
                                  f"seconds positive and finite")
         try:
-            return cls.from_probes([k for k, _ in points], [v for _, v in points],
-                                   frozen=True)
+            curve = cls.from_probes([k for k, _ in points], [v for _, v in points],
+                                    frozen=True)
         except CostCurveError as exc:
             raise CostCurveError(f"cost curve {spec}: {exc}") from None
+        if not isinstance(switch, (int, float)) or not 0 <= switch < 1:
+            raise CostCurveError(f"cost curve {spec}: verify_switch_s must be seconds")
+        curve.set_switch(switch)
+        return curve
+
+    def set_switch(self, seconds: float) -> None:
+        self.switch = float(seconds)
+        self._replan()
+
+    def _replan(self) -> None:
+        np.add(self.cost, self.switch, out=self.planning)
+        self.planning[:2] = self.cost[:2]
 
     def as_dict(self) -> dict[str, float]:
         """Seconds per batch size, 1..MAX_TREE: the shape from_curve_file reads."""
@@ -131,8 +158,11 @@ class CostModel:
             secs.append(float(min(runs)))
             if secs[-1] >= STEP_TOKENS_MAX * secs[0]:
                 break
+        switch = _time_switch(backend, context, reps)
         backend.kv_clear()
-        return cls.from_probes(sizes, secs)
+        curve = cls.from_probes(sizes, secs)
+        curve.set_switch(switch)
+        return curve
 
     def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
         """Blend one measured step into the table, keeping it non-decreasing in n.
@@ -146,9 +176,15 @@ class CostModel:
         temporaries (a few of those cost more than the step's whole draft search once
         llama_decode has cooled the caches)."""
         cost = self.cost
+        after_batch, self._last_n = self._last_n > 1, n
         if self.frozen or not 1 <= n < len(cost):
             return
         old = float(cost[n])
+        if n == 1 and after_batch:  # the batch's rebuild, not what one token costs
+            if seconds < 3.0 * old:  # (a graph capture can cost a token; a stall more)
+                self.switch += SWITCH_ALPHA * (max(0.0, seconds - old) - self.switch)
+                self._replan()
+            return
         if seconds >= 2.0 * old:
             return
         if n > 1:
@@ -156,15 +192,15 @@ class CostModel:
             batch *= 1.0 + alpha * (seconds / old - 1.0)
             if batch[0] < cost[1]:
                 np.maximum(batch, cost[1], out=batch)
+            self._replan()
             return
         new = old + alpha * (seconds - old)
-        if new < old:  # a fall stops at the smaller size's cost
-            cost[n] = max(new, float(cost[n - 1]))
-        else:  # a rise carries on to the larger sizes it passes
-            i = n
-            while i < len(cost) and cost[i] < new:
-                cost[i] = new
-                i += 1
+        cost[0] = cost[1] = self.planning[0] = self.planning[1] = new
+        i = 2  # a rise carries on to the larger sizes it passes
+        while i < len(cost) and cost[i] < new:
+            cost[i] = new
+            self.planning[i] = new + self.switch
+            i += 1
 
     def row_s(self) -> float:
         """What one more row of a batch costs, on average over the table."""
@@ -172,18 +208,39 @@ class CostModel:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"cost": self.cost.tolist()}))
+        path.write_text(json.dumps({"cost": self.cost.tolist(), "switch": self.switch}))
 
     @classmethod
     def load(cls, path: Path) -> CostModel | None:
         try:
             data = json.loads(path.read_text())
             cost = np.asarray(data["cost"], dtype=np.float64)
-        except (OSError, ValueError, KeyError, TypeError):
+            switch = float(data.get("switch", 0.0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        if cost.shape != (MAX_TREE + 2,) or not np.all(cost > 0):
+        if cost.shape != (MAX_TREE + 2,) or not np.all(cost > 0) or not 0 <= switch < 1:
             return None
-        return cls(cost)
+        return cls(cost, switch=switch)
+
+
+def _time_switch(backend: LlamaBackend, context: int, reps: int) -> float:
+    """What one token costs more right after a batch of four than after one token (the
+    probes above time each size after the same size, reusing its graph)."""
+    tok = max(backend.bos, 0)
+    batch = np.full(4, tok, np.int32)
+    after_one, after_batch = [], []
+    for _ in range(reps):
+        for runs, first in ((after_one, None), (after_batch, batch)):
+            if first is None:
+                backend.decode_one(tok, context)
+            else:
+                backend.decode(first, np.arange(context, context + 4, dtype=np.int32))
+            backend.kv_remove(-1, context, -1)
+            t0 = time.perf_counter()
+            backend.decode_one(tok, context)
+            runs.append(time.perf_counter() - t0)
+            backend.kv_remove(-1, context, -1)
+    return max(0.0, min(after_batch) - min(after_one))
 
 
 def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
@@ -192,7 +249,7 @@ def load_or_measure(backend: LlamaBackend, cache: Path | None) -> CostModel:
     path = None
     if cache is not None:
         kv = "" if backend.info.kv_cache == "f16" else f"-kv{kv_cache_tag(backend.info.kv_cache)}"
-        path = cache / (f"cost2-{file_identity(Path(backend.info.model_path))}"
+        path = cache / (f"cost3-{file_identity(Path(backend.info.model_path))}"
                         f"-t{backend.n_threads}-g{backend.info.gpu_layers}{kv}"
                         f"{kernels.cache_tag()}.json")
         cost = CostModel.load(path)
