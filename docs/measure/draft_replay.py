@@ -150,7 +150,7 @@ def main() -> None:
     else:
         curve = CostModel.from_curve_file(args.curve)
     switch = curve.switch if args.switch_ms is None else args.switch_ms / 1000
-    curve.set_switch(0.0 if args.unaware else switch)
+    curve.switch = 0.0 if args.unaware else switch
     spec = AdedSpeculator.for_backend(backend, list(corpus_files()),
                                       Path(tempfile.mkdtemp()), cost=curve)
     if args.drafter_state and not spec.load_learned(Path(args.drafter_state)):

@@ -156,12 +156,14 @@ class AnswerStats:
 def projected_speedup(stats: AnswerStats, curve) -> float | None:
     """The speedup this answer's steps would make on a machine whose verification curve
     (a CostModel) costs c(n) seconds for n tokens: tokens per step x c(1) / (mean
-    c(batches) + host seconds per step). A projection from another machine's curve, never
-    a measurement; host time is this thread's CPU time, blind to this machine's load."""
+    c(batches) + host seconds per step), each batch charged the curve's switch (the
+    one-token step after it). A projection from another machine's curve, never a
+    measurement; host time is this thread's CPU time, blind to this machine's load."""
     if not stats.steps or not stats.batches_per_step:
         return None
-    cost = curve.cost
+    cost, switch = curve.cost, curve.switch
     verify = sum(float(cost[t]) + (float(cost[r]) if r else 0.0)
+                 + (switch if t > 1 or r else 0.0)
                  for t, r in stats.batches_per_step) / len(stats.batches_per_step)
     host = sum(stats.host_cpu_s_per_step) / len(stats.host_cpu_s_per_step)
     return stats.tokens_per_step * float(cost[1]) / (verify + host)

@@ -24,6 +24,7 @@ from .bound import BoundKernel
 from .cost import MAX_TREE, STEP_TOKENS_MAX, CostModel, load_or_measure
 from .lookup import TokenStream
 from .mcts import (
+    DRAFT_MARGIN,
     LONG_COPY,
     Conversation,
     Search,
@@ -283,8 +284,7 @@ class AdedSpeculator:
         few visits before its rank means anything), at least MIN_SIMS. A CPU where two
         tokens cost 1.7x one gets MIN_SIMS; a flat GPU curve MAX_SIMS. The cost
         table moves slowly, so this is refreshed once per answer, not per step."""
-        plan = self.cost.planning
-        affordable = int(np.searchsorted(plan[1:], 2.0 * plan[1]))
+        affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
         return int(min(self.n_sims, max(MIN_SIMS, SIMS_PER_NODE * affordable)))
 
     def propose(self, history: list[int], room: int) -> DraftTree:
@@ -300,10 +300,10 @@ class AdedSpeculator:
         conv = Conversation(self.learned.buf, len(self.learned), self._prompt_len,
                             self.turn_ends)
         keep, n, self._long, self._expected = self._mcts_draft(
-            m.tables, self._unigrams, self.accept.table, self.cost.planning, search, conv,
+            m.tables, self._unigrams, self.accept.table, self.cost.cost, search, conv,
             self.archive.state, self._out)
         self._searched = n
-        if keep == 1:  # no draft: most steps on a CPU, so no new arrays for it
+        if keep == 1 or not self._pays_its_switch(keep):  # no draft: most steps on a CPU
             self._root.tokens[0] = history[-1]
             return self._root
         o = self._out
@@ -312,6 +312,19 @@ class AdedSpeculator:
                                         o.pathp[:keep].astype(np.float32),
                                         layout=self._batch_layout(parents, self.max_leaves))
         return self._searched_tree
+
+    def _pays_its_switch(self, keep: int) -> bool:
+        """Whether the searched draft of `keep` rows still promises more speed than plain
+        decoding once its batch is charged the one-token step after it (CostModel.switch).
+        The search sizes trees on the table alone: a fixed cost added to every batch size
+        would make every tree it keeps bigger, and a tree's tail is where its estimates
+        run optimistic (BENCHMARKS.md, session 20)."""
+        cost = self.cost
+        if cost.switch <= 0.0:
+            return True
+        trust = self.copy_trust if self._long else self.trust
+        return (1.0 + trust * self._expected) * cost.cost[1] > (1.0 + DRAFT_MARGIN) * (
+            cost.cost[keep] + cost.switch)
 
     def learn(self, history: list[int], n_new: int, tree: DraftTree, kept: int,
               decode_s: float, batch: int | None = None) -> None:

@@ -52,9 +52,6 @@ class CostModel:
         # same shape (on CUDA, a captured graph), so a batch costs a rebuild on the way
         # back. 0.28 ms on this CPU, 4% of a SmolLM2 token (BENCHMARKS.md, session 20).
         self.switch = float(switch)
-        # what the drafter plans with: cost, a batch charged the switch back
-        self.planning = self.cost.copy()
-        self._replan()
         self._last_n = 1
 
     @classmethod
@@ -119,16 +116,8 @@ class CostModel:
             raise CostCurveError(f"cost curve {spec}: {exc}") from None
         if not isinstance(switch, (int, float)) or not 0 <= switch < 1:
             raise CostCurveError(f"cost curve {spec}: verify_switch_s must be seconds")
-        curve.set_switch(switch)
+        curve.switch = float(switch)
         return curve
-
-    def set_switch(self, seconds: float) -> None:
-        self.switch = float(seconds)
-        self._replan()
-
-    def _replan(self) -> None:
-        np.add(self.cost, self.switch, out=self.planning)
-        self.planning[:2] = self.cost[:2]
 
     def as_dict(self) -> dict[str, float]:
         """Seconds per batch size, 1..MAX_TREE: the shape from_curve_file reads."""
@@ -158,10 +147,10 @@ class CostModel:
             secs.append(float(min(runs)))
             if secs[-1] >= STEP_TOKENS_MAX * secs[0]:
                 break
-        switch = _time_switch(backend, context, reps)
+        switch = measure_switch(backend, context, reps)
         backend.kv_clear()
         curve = cls.from_probes(sizes, secs)
-        curve.set_switch(switch)
+        curve.switch = switch
         return curve
 
     def observe(self, n: int, seconds: float, alpha: float = 0.05) -> None:
@@ -183,7 +172,6 @@ class CostModel:
         if n == 1 and after_batch:  # the batch's rebuild, not what one token costs
             if seconds < 3.0 * old:  # (a graph capture can cost a token; a stall more)
                 self.switch += SWITCH_ALPHA * (max(0.0, seconds - old) - self.switch)
-                self._replan()
             return
         if seconds >= 2.0 * old:
             return
@@ -192,14 +180,12 @@ class CostModel:
             batch *= 1.0 + alpha * (seconds / old - 1.0)
             if batch[0] < cost[1]:
                 np.maximum(batch, cost[1], out=batch)
-            self._replan()
             return
         new = old + alpha * (seconds - old)
-        cost[0] = cost[1] = self.planning[0] = self.planning[1] = new
+        cost[0] = cost[1] = new
         i = 2  # a rise carries on to the larger sizes it passes
         while i < len(cost) and cost[i] < new:
             cost[i] = new
-            self.planning[i] = new + self.switch
             i += 1
 
     def row_s(self) -> float:
@@ -223,9 +209,10 @@ class CostModel:
         return cls(cost, switch=switch)
 
 
-def _time_switch(backend: LlamaBackend, context: int, reps: int) -> float:
-    """What one token costs more right after a batch of four than after one token (the
-    probes above time each size after the same size, reusing its graph)."""
+def measure_switch(backend: LlamaBackend, context: int, reps: int) -> float:
+    """What one token costs more right after a batch of four than after one token, at
+    position `context` of a cache that holds `context` tokens (CostModel.measure's
+    probes time each size after the same size, reusing its graph)."""
     tok = max(backend.bos, 0)
     batch = np.full(4, tok, np.int32)
     after_one, after_batch = [], []

@@ -1,7 +1,8 @@
 """Measure a verification cost curve c(1..MAX_TREE): seconds per llama_decode of n tokens
 (logits for all n) after a context of --context tokens, every size, the minimum of
---reps. Writes the JSON that `--cost-curve FILE` reads (seconds per batch size under
-"verify_cost_s"), with what produced it.
+--reps, and what one token costs more right after a batch (CostModel.switch). Writes the
+JSON that `--cost-curve FILE` reads (seconds per batch size under "verify_cost_s", the
+switch under "verify_switch_s"), with what produced it.
 
     python docs/measure/gpu/curve.py --model M.gguf --out curve.json [--sizes 1,2,4]
 """
@@ -14,7 +15,7 @@ import platform
 import time
 
 import numpy as np
-from aded_chat.engine.draft.cost import CostModel
+from aded_chat.engine.draft.cost import CostModel, measure_switch
 from aded_chat.engine.draft.tree import MAX_TREE
 from aded_chat.engine.llama.backend import LlamaBackend
 
@@ -34,8 +35,9 @@ def measure(backend: LlamaBackend, sizes: list[int], context: int, reps: int) ->
             runs.append(time.perf_counter() - t0)
             backend.kv_remove(-1, context, -1)
         secs[str(n)] = float(min(runs[1:]))
+    switch = measure_switch(backend, context, reps)
     backend.kv_clear()
-    return secs
+    return secs, switch
 
 
 def main() -> None:
@@ -51,18 +53,19 @@ def main() -> None:
              else list(range(1, MAX_TREE + 1)))
     backend = LlamaBackend(args.model, n_ctx=1024, n_gpu_layers=args.n_gpu_layers)
     info = backend.info
-    secs = measure(backend, sizes, args.context, args.reps)
+    secs, switch = measure(backend, sizes, args.context, args.reps)
     CostModel.from_probes([int(k) for k in secs], list(secs.values()))  # it must load
     report = {"model": info.model_path, "model_desc": info.model_desc,
               "backend": info.offload, "threads": info.n_threads,
               "machine": platform.node(), "context": args.context, "reps": args.reps,
-              "verify_cost_s": secs}
+              "verify_cost_s": secs, "verify_switch_s": switch}
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=1)
     one = secs[str(sizes[0])]
     print(f"{info.model_desc} | {info.offload}: " + " ".join(
         f"c({k})={v / one:.2f}" for k, v in secs.items() if int(k) in (1, 2, 4, 8, 9, 16, 32,
-                                                                      48, MAX_TREE)))
+                                                                      48, MAX_TREE))
+          + f" | one token after a batch: +{switch / one:.2f}")
     backend.close()
 
 
