@@ -210,3 +210,18 @@ def test_acceptance_follows_recent_evidence():
     for _ in range(40):
         observe_tree(parents, depths, tokens, levels, buckets, np.array([12], np.int32), a.calib)
     assert a.table[0, 5] < 0.5
+
+
+def test_a_projection_charges_each_batch_the_curve_s_switch():
+    """Projected on another machine's curve, an answer's steps cost c(batch) each, and a
+    batch also the one-token step after it (CostModel.switch): two plain steps and one
+    batch of 3 that kept all three tokens (after the prompt's first token)."""
+    from aded_chat.engine.decode.stats import AnswerStats, projected_speedup
+
+    st = AnswerStats(speculative=True, tokens=6, steps=3, batches_per_step=[(1, 0), (3, 0),
+                                                                          (1, 0)],
+                     host_cpu_s_per_step=[0.0, 0.0, 0.0])
+    curve = CostModel.flat(0.01)
+    assert projected_speedup(st, curve) == pytest.approx(5 / 3)
+    curve.switch = 0.01  # the step after the batch cost a token more
+    assert projected_speedup(st, curve) == pytest.approx(5 / 4)
