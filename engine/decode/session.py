@@ -228,7 +228,7 @@ class ChatSession:
 
     def verify_switch(self) -> float:
         """Seconds a one-token step costs more right after a batch (CostModel.switch),
-        which the drafter charges every batch: 0.0 without a drafter."""
+        which the drafter charges every draft: 0.0 without a drafter."""
         return self._speculator.cost.switch if self.speculator_ready else 0.0
 
     @property

@@ -161,9 +161,10 @@ class CostModel:
         timed them at a short context, best of three, so in chats they ran 10-40% dearer
         than the table said while c(1) followed its own steps (BENCHMARKS.md, session 7);
         a factor keeps the measured shape (a cliff survives) and corrects its level
-        within a few drafts. Called every step: scalar work for one token, no NumPy
-        temporaries (a few of those cost more than the step's whole draft search once
-        llama_decode has cooled the caches)."""
+        within a few drafts. A one-token step right after a batch goes to the switch
+        instead (its excess over c(1)). Called every step: scalar work for one token, no
+        NumPy temporaries (a few of those cost more than the step's whole draft search
+        once llama_decode has cooled the caches)."""
         cost = self.cost
         after_batch, self._last_n = self._last_n > 1, n
         if self.frozen or not 1 <= n < len(cost):
