@@ -442,6 +442,15 @@ def format_report(report: dict, methods: list[str]) -> str:
                      f"({report['aded_median_host_cpu_ms']:.3f} ms CPU) | "
                      f"tri-gram table {report['trigram_mb']:.1f} MB | greedy near-tie "
                      f"guard {_guard_text(exact_rows)}")
+    costs = report.get("verify_cost_s")
+    if costs:
+        one = costs["1"]
+        extra.append(f"verification cost the drafter ended with ({report['cost_curve']}): "
+                     f"one token {1000 * one:.2f} ms, "
+                     + ", ".join(f"{n} tokens {costs[str(n)] / one:.2f}x" for n in (2, 8, 16)
+                                 if str(n) in costs)
+                     + f"; one token right after a batch "
+                       f"+{1000 * report.get('verify_switch_s', 0.0):.2f} ms")
     if "projected_speedup" in report:
         proj = report["projected_speedup"]
         extra.append(

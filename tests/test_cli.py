@@ -125,6 +125,8 @@ def test_bench_writes_the_report_the_issue_specifies(tmp_path):
     assert rep["geomean_speedup_vs_plain"]["aded"]["edit_code"] > 0
     assert rep["verify_cost_s"]["1"] > 0 and rep["aded_median_host_ms"] > 0
     assert len(rep["verify_cost_s"]) == MAX_TREE and rep["cost_curve"] == "measured here"
+    assert 0 <= rep["verify_switch_s"] < rep["verify_cost_s"]["1"]
+    assert "one token right after a batch +" in r.stdout
     (row,) = rep["prompts"]
     for method in ("plain", "pld", "aded"):
         assert row[method]["tokens"] > 0 and row[method]["decode_seconds"] > 0
