@@ -296,7 +296,7 @@ def test_cost_calibration_on_the_real_model(backend):
     assert cost.cost.shape == (MAX_TREE + 2,)
     assert np.all(cost.cost[1:] > 0)
     assert np.all(np.diff(cost.cost[1:]) >= 0)
-    assert 0 <= cost.switch < cost.cost[1]  # 0.28 ms here, of a 6.6 ms token
+    assert 0 <= cost.switch < cost.cost[1]  # 0.5-0.6 ms here, of a 6 ms token
     assert llama_cpp.llama_memory_seq_pos_max(backend._mem, 0) == -1  # cache left empty
 
 

@@ -50,7 +50,8 @@ class CostModel:
         # What a one-token step costs more right after a batch than after another one
         # token: llama.cpp reuses the last step's compute graph when the batch has the
         # same shape (on CUDA, a captured graph), so a batch costs a rebuild on the way
-        # back. 0.28 ms on this CPU, 4% of a SmolLM2 token (BENCHMARKS.md, session 20).
+        # back: 0.3 ms on this CPU timed alone, 0.7-1.1 ms of a 5.5 ms SmolLM2 token in a
+        # chat, most of a token on the H200 (BENCHMARKS.md, session 20).
         self.switch = float(switch)
         self._last_n = 1
 
