@@ -197,6 +197,33 @@ def test_a_plain_step_is_the_batch_path_for_one_token(backend):
     b.kv_clear()
 
 
+def test_waiting_for_the_logits_counts_as_decode_time(backend, monkeypatch):
+    """A GPU computes a batch after llama_decode returns and llama_get_logits waits for
+    it, spinning on the CPU: that wait is the decode's, or the host work a step reports
+    (what the GPU check measures) would hold the GPU's compute time. Here the wait is
+    stood in for by CPU work inside llama_get_logits' call."""
+    import time
+
+    from aded_chat.engine.llama import backend as backend_module
+
+    real = backend_module._logits_address
+
+    def slow_wait(ctx):
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        return real(ctx)
+
+    monkeypatch.setattr(backend_module, "_logits_address", slow_wait)
+    b = backend
+    b.kv_clear()
+    before = b.decode_cpu_s
+    row = b.decode_one(1, 0)
+    assert b.decode_cpu_s - before >= 0.02
+    assert row.shape == (b.n_vocab,) and np.isfinite(row).all()
+    b.kv_clear()
+
+
 def _plain_greedy(b: LlamaBackend, n: int) -> tuple[list[int], list[int], list]:
     """A short prompt's first n greedy tokens, one per llama_decode, and each one's
     logits; the cache is left holding the prompt alone."""

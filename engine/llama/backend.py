@@ -479,17 +479,19 @@ class LlamaBackend:
         self._batch.n_tokens = n
         cpu0 = time.thread_time()
         rc = llama_cpp.llama_decode(self._ctx, self._batch)
+        # A GPU computes the batch after llama_decode returns; llama_get_logits waits for
+        # it (a CUDA wait spins on the CPU). That wait is the decode's, not host work.
+        addr = _logits_address(self._ctx) if rc == 0 else 0
         self.decode_cpu_s += time.thread_time() - cpu0
         if rc != 0:
             what = "no free KV-cache slot (context full)" if rc == 1 else f"error {rc}"
             raise DecodeError(f"llama_decode failed: {what}")
-        self._logits = self._logits_view(n_logits)
+        self._logits = self._logits_view(addr, n_logits)
         return self._logits
 
-    def _logits_view(self, n_out: int) -> np.ndarray:
+    def _logits_view(self, addr: int, n_out: int) -> np.ndarray:
         # np.ctypeslib.as_array builds a new ctypes type per call (milliseconds here);
         # the output buffer moves only when it grows, so views are cached by address.
-        addr = _logits_address(self._ctx)
         key = (addr, n_out)
         view = self._views.get(key)
         if view is None:
