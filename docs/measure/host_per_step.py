@@ -6,11 +6,17 @@ figure is the median CPU time per step outside llama_decode (drafting, the tree'
 sequences, reading logits, near-tie gaps, sampling, learning, KV edits).
 
     python docs/measure/host_per_step.py --model qwen.gguf --nodes 32 --nodes 63
+
+On a CPU the decode before each step evicts the host's working set from the caches, so
+host work measured there runs slower than on a GPU, whose decode does not touch the
+CPU's caches (BENCHMARKS.md, session 21); the CUDA check (docs/measure/gpu) runs this
+script there. --json writes the figures (CPU and wall medians, per tree size).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,6 +26,7 @@ from aded_chat.engine.decode.session import ChatSession
 from aded_chat.engine.draft.aded import AdedSpeculator
 from aded_chat.engine.draft.cost import CostModel
 from aded_chat.engine.llama.backend import LlamaBackend
+from aded_chat.engine.llama.models import embedded_model_path
 from aded_chat.engine.llama.sampling import SamplingSettings
 from aded_chat.engine.llama.template import Message
 
@@ -32,29 +39,46 @@ PROMPTS = ["Write a Python function that checks whether a string is a palindrome
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", help="a GGUF file (default: the embedded model)")
     ap.add_argument("--nodes", type=int, action="append", default=[])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
-    backend = LlamaBackend(args.model, n_ctx=2048, n_threads=args.threads)
+    backend = LlamaBackend(args.model or str(embedded_model_path()), n_ctx=2048,
+                           n_threads=args.threads)
     greedy = SamplingSettings(temperature=0.0, max_tokens=args.max_tokens)
+    rows = []
     for nodes in args.nodes or [32, 63]:
         curve = CostModel.from_probes([1, nodes, nodes + 1], [0.002, 0.002, 1.0], frozen=True)
         spec = AdedSpeculator.for_backend(backend, corpus_files(),
                                           Path(tempfile.mkdtemp()), cost=curve)
         session = ChatSession(backend, speculator=spec)
-        host, sizes = [], []
+        host, wall, sizes = [], [], []
         for text in PROMPTS:
             spec.accept.table[:] = 0.95
             session.reset()
             _, _, st = session.answer([Message("user", text)], greedy)
             wide = [i for i, (t, _) in enumerate(st.batches_per_step) if t >= 0.75 * nodes]
             host += [st.host_cpu_s_per_step[i] for i in wide]
+            wall += [st.host_s_per_step[i] for i in wide]
             sizes += [st.batches_per_step[i][0] for i in wide]
+        if not host:
+            print(f"no step drafted a tree of {nodes} tokens (--max-tokens too small?)")
+            continue
+        row = {"nodes": nodes, "mean_tree": float(np.mean(sizes)), "steps": len(host),
+               "median_host_cpu_ms": 1e3 * statistics.median(host),
+               "median_host_wall_ms": 1e3 * statistics.median(wall)}
+        rows.append(row)
         print(f"{backend.info.model_desc} (vocab {backend.n_vocab}), trees of "
-              f"{np.mean(sizes):.0f} tokens ({len(host)} steps): host "
-              f"{1e3 * statistics.median(host):.3f} ms CPU per step (median)")
+              f"{row['mean_tree']:.0f} tokens ({len(host)} steps): host "
+              f"{row['median_host_cpu_ms']:.3f} ms CPU, {row['median_host_wall_ms']:.3f} ms "
+              f"wall per step (median)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"model": backend.info.model_desc, "vocab": backend.n_vocab,
+             "compute": backend.info.compute, "gpu_layers": backend.info.gpu_layers,
+             "trees": rows}, indent=1))
     backend.close()
 
 

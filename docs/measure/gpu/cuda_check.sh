@@ -6,15 +6,16 @@
 #         install this project without dependencies, keep the model's first part in
 #         /tmp, and measure the CUDA verification curve c(1..63) of a random-weight GGUF
 #         with Llama-3.2-1B's shape.                                    ~6-8 minutes
-#   run2  (carry .gpu/run2): join the embedded model, measure its CUDA curve, and run
+#   run2  (carry .gpu/run2): join the embedded model, measure its CUDA curve and the
+#         host work a step with trees of 32 and 63 nodes (host_per_step.py), and run
 #         `aded-chat bench` plain vs ADED on it (greedy, 256 tokens, the repo's prompt
-#         set, median of 3).                                              ~3 minutes
+#         set, median of 3).                                              ~4 minutes
 #   dry-run: the same steps here on the CPU (no CUDA build: the installed llama.cpp; a
 #         2-layer 1B-shaped model; a short bench), plus a CMake configure of the trimmed
 #         sdist, so the script is tested without a GPU.
 #
 # Every result is JSON under $OUT (device: curve-llama1b.json, curve-smollm2.json,
-# bench.json, env.txt). From this machine, with the device tool:
+# host.json, bench.json, env.txt). From this machine, with the device tool:
 #   run(command="bash docs/measure/gpu/cuda_check.sh run1", carry=[".gpu/run1"], timeout_s=560)
 #   run(command="bash docs/measure/gpu/cuda_check.sh run2", carry=[".gpu/run2"], timeout_s=400)
 set -euo pipefail
@@ -63,6 +64,8 @@ run2() {
   cat "$T/model.part1" .gpu/run2/model.part2 > "$T/smollm2.gguf"
   echo "$(cat .gpu/run2/model.sha256)  $T/smollm2.gguf" | sha256sum -c -
   "$PY" docs/measure/gpu/curve.py --model "$T/smollm2.gguf" --out "$OUT/curve-smollm2.json"
+  "$PY" docs/measure/host_per_step.py --model "$T/smollm2.gguf" ${HOST_NODES:---nodes 32 --nodes 63} \
+      --max-tokens "${HOST_TOKENS:-256}" --json "$OUT/host.json"
   "$PY" -m aded_chat bench --model "$T/smollm2.gguf" --methods plain,aded \
       --max-tokens "${BENCH_TOKENS:-256}" --repeat "${BENCH_REPEAT:-3}" \
       ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} --json "$OUT/bench.json" 2>&1
@@ -87,7 +90,7 @@ dry_run() {
   "$PY" docs/measure/gpu/curve.py --model "$T/llama1b.gguf" --out "$OUT/curve-llama1b.json" \
       --sizes 1,2,8,9 --reps 1
   rm -f "$T/llama1b.gguf"
-  BENCH_TOKENS=16 BENCH_REPEAT=1 BENCH_LIMIT=2 PY=$PY run2
+  HOST_NODES="--nodes 8" HOST_TOKENS=24 BENCH_TOKENS=16 BENCH_REPEAT=1 BENCH_LIMIT=2 PY=$PY run2
 }
 
 case "$STEP" in
