@@ -154,9 +154,9 @@ def test_tree_verification_keeps_a_consistent_cache(backend):
         depths = np.zeros(n, np.int32)
         for i in range(1, n):
             depths[i] = depths[parents[i]] + 1
+        if len(set(zip(parents[1:].tolist(), toks[1:].tolist(), strict=True))) != n - 1:
+            continue  # siblings must hold distinct tokens
         tree = DraftTree(toks, parents, depths, np.ones(n, np.float32))
-        if len(tree._children) != n - 1:
-            continue
         before = cache.tokens + cache.behind
         v = cache.verify(tree, sampler, 50, None, 0.0)
         assert cache.tokens + cache.behind == before + [pending] + v.emitted[: v.kept - 1]
@@ -366,3 +366,40 @@ def test_provenance_names_the_model_file_and_the_drawn_seed(session, backend):
                           "header_sha256": hashlib.sha256(head).hexdigest()}
     assert p["settings"]["seed"] == stats.seed is not None
     assert p["settings"]["temperature"] == 0.7 and p["engine"]["n_ctx"] == backend.n_ctx
+
+
+def test_decode_tree_is_the_batch_decode_would_build(backend):
+    """decode_tree (one compiled call fills the batch) evaluates what decode() with the
+    same entries does: tokens carried from the last step in every sequence, then a tree
+    whose nodes sit in their leaves' sequences; the same logits, bit for bit."""
+    b = backend
+    prompt = ChatSession(b).prompt_tokens(ask("Name three rivers."))
+    n = len(prompt)
+    behind = np.array([prompt[-3], prompt[-2]], np.int32)  # evaluated again, behind
+    tree = DraftTree(np.array([prompt[-1], 11, 12, 13], np.int32),
+                     np.array([-1, 0, 0, 1], np.int32), np.array([0, 1, 1, 2], np.int32),
+                     np.ones(4, np.float32))
+    seq_ids, n_seq, _, _, _ = tree.batch_layout(b.n_every)
+    start = n - 1
+
+    def fresh():
+        b.kv_clear()
+        b.prefill(prompt[:-3], 0)
+
+    fresh()
+    every = np.broadcast_to(np.arange(b.n_every, dtype=np.int32), (2, b.n_every))
+    want = b.decode(np.concatenate([behind, tree.tokens]),
+                    np.concatenate([np.arange(n - 3, n - 1, dtype=np.int32),
+                                    tree.depths + np.int32(start)]),
+                    seq_ids=np.concatenate([every, seq_ids]),
+                    n_seq=np.concatenate([np.full(2, b.n_every, np.int32), n_seq]),
+                    outputs_from=2).copy()
+    fresh()
+    got = b.decode_tree(tree.tokens, tree.depths, start, seq_ids, n_seq, behind)
+    assert got.shape == want.shape == (4, b.n_vocab)
+    assert np.array_equal(got, want)
+    fresh()  # a root alone, nothing behind: every sequence
+    one = b.decode_tree(tree.tokens[:1], tree.depths[:1], start - 2)
+    ends = {llama_cpp.llama_memory_seq_pos_max(b._mem, s) for s in range(b.n_every)}
+    assert one.shape == (1, b.n_vocab) and ends == {start - 2}
+    b.kv_clear()

@@ -90,24 +90,19 @@ def verify_tree(
     if len(tree) == 1 and not behind and max_emit > 0:
         return _plain_step(backend, int(tree.tokens[0]), n_past, sampler, logit_gaps)
     tree = tree.within(backend.n_seq_max)
-    behind = behind or []
-    n, b = len(tree), len(behind)
+    b = len(behind) if behind else 0
+    n = len(tree)
     start = n_past + b  # the root's position
-    tokens, positions = tree.tokens, tree.depths + np.int32(start)
-    if b:
-        tokens = np.concatenate([np.asarray(behind, np.int32), tokens])
-        positions = np.concatenate([np.arange(n_past, start, dtype=np.int32), positions])
     seq_ids = n_seq = leaf_seq = trunk = None
     n_leaves, every = 1, backend.n_every
     if n > 1:  # one sequence per leaf; the committed text is already in all of them
         # (the trunk goes into every sequence: kept, it needs no copying afterwards)
         seq_ids, n_seq, leaf_seq, trunk, n_leaves = tree.batch_layout(every)
-        if b:  # `behind` goes into every sequence too, as the root does (row 0)
-            seq_ids = np.concatenate([np.broadcast_to(seq_ids[:1], (b, every)), seq_ids])
-            n_seq = np.concatenate([np.full(b, every, np.int32), n_seq])
     t0 = time.perf_counter()
-    # logits of the tree's nodes only: row i is node i, batch entry b + i
-    logits = backend.decode(tokens, positions, seq_ids=seq_ids, n_seq=n_seq, outputs_from=b)
+    # `behind` goes into every sequence, as the root does; logits of the tree's nodes
+    # only: row i is node i, batch entry b + i
+    logits = backend.decode_tree(tree.tokens, tree.depths, start, seq_ids, n_seq,
+                                 np.asarray(behind, np.int32) if b else None)
     decode_s = time.perf_counter() - t0
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))

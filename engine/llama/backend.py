@@ -25,6 +25,7 @@ import numpy as np
 from ..draft.tree import MAX_TREE
 from ..errors import DecodeError, ModelLoadError
 from . import kernels
+from .batch import fill_tree_batch
 
 GGUF_MAGIC = b"GGUF"
 
@@ -409,6 +410,13 @@ class LlamaBackend:
         self._b_seq = np.zeros((cap, n_seq), dtype=np.int32)
         self._b_logits = np.zeros(cap, dtype=np.int8)
         self._every = np.arange(self.n_every, dtype=np.int32)
+        # decode_tree's sequences for nodes in every sequence (a root-only tree)
+        self._every_rows = np.tile(self._every, (cap, 1))  # (C order, as a tree's layout)
+        self._every_n = np.full(cap, self.n_every, np.int32)
+        # load decode_tree's compiled code now, not in the middle of the first answer
+        fill_tree_batch(self._b_tok, self._b_pos, self._b_nseq, self._b_seq, self._b_logits,
+                        self._every, 0, self._every[:0], self._every[:0], self._every_rows[:0],
+                        self._every_n, 0, self.n_every)
         i32p = ctypes.POINTER(ctypes.c_int32)
         row = self._b_seq.strides[0]
         base = self._b_seq.ctypes.data
@@ -464,6 +472,24 @@ class LlamaBackend:
             self._b_logits[:n] = logits
             n_logits = int(np.count_nonzero(logits))
         return self._run(n, n_logits)
+
+    def decode_tree(self, tokens: np.ndarray, depths: np.ndarray, start: int,
+                    seq_ids: np.ndarray | None = None, n_seq: np.ndarray | None = None,
+                    behind: np.ndarray | None = None) -> np.ndarray:
+        """Evaluate a draft tree after `behind` (tokens kept but not yet in the cache, at
+        the positions before `start`): node i at start + depths[i], in the sequences
+        seq_ids[i, :n_seq[i]] (default: every sequence). Returns the nodes' logits,
+        (len(tokens), n_vocab). decode() for a verification step, in one compiled call."""
+        n_behind = 0 if behind is None else len(behind)
+        n = n_behind + len(tokens)
+        if len(tokens) == 0 or n > self._cap:
+            raise ValueError(f"batch of {n} entries (capacity {self._cap})")
+        if seq_ids is None:
+            seq_ids, n_seq = self._every_rows[: len(tokens)], self._every_n
+        fill_tree_batch(self._b_tok, self._b_pos, self._b_nseq, self._b_seq, self._b_logits,
+                        self._every if behind is None else behind, n_behind, tokens, depths,
+                        seq_ids, n_seq, start, self.n_every)
+        return self._run(n, len(tokens))
 
     def decode_one(self, token: int, pos: int) -> np.ndarray:
         """Evaluate one token at `pos` in every sequence (a plain step) and return its
