@@ -210,8 +210,8 @@ class RecordingSampler(Sampler):
         super().__init__(settings, backend)
         self.backend = backend
 
-    def sample(self, index, logits=None, argmax=None):
-        tok = super().sample(index, logits, argmax)
+    def sample(self, index, logits=None):
+        tok = super().sample(index, logits)
         # Read again, not the row it was handed, through llama.cpp's own map from batch
         # entry to output row: `index` counts the batch's entries, and kept tokens
         # carried into a batch (engine.decode.verify) ask for no logits of their own.

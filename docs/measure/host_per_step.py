@@ -7,10 +7,10 @@ sequences, reading logits, near-tie gaps, sampling, learning, KV edits).
 
     python docs/measure/host_per_step.py --model qwen.gguf --nodes 32 --nodes 63
 
-On a CPU the decode before each step evicts the host's working set from the caches, so
-host work measured there runs slower than on a GPU, whose decode does not touch the
-CPU's caches (BENCHMARKS.md, session 21); the CUDA check (docs/measure/gpu) runs this
-script there. --json writes the figures (CPU and wall medians, per tree size).
+Most of this time is caches left cold by the step's own work (Python, NumPy, the
+drafter's tables), not by the decode (BENCHMARKS.md, session 21), so a GPU host pays it
+too, less what a faster CPU does; the CUDA check (docs/measure/gpu) runs this script
+there. --json writes the figures (CPU and wall medians, per tree size).
 """
 
 from __future__ import annotations

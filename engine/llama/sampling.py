@@ -66,13 +66,9 @@ class Sampler:
             for t in tokens[-self.settings.repeat_last_n:]:
                 self._chain.accept(t)
 
-    def sample(self, index: int, logits: np.ndarray | None = None,
-               argmax: int | None = None) -> int:
+    def sample(self, index: int, logits: np.ndarray | None = None) -> int:
         """Draw from the logits of batch entry `index` and record the token. `logits`,
-        when given, is that entry's row (every entry of the batch asked for logits);
-        `argmax`, when given, is that row's first maximum, already found."""
-        if self.argmax_only and argmax is not None:
-            return argmax
+        when given, is that entry's row (every entry of the batch asked for logits)."""
         if self.argmax_only and logits is not None:
             # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
             # without copying the whole vocabulary into a candidate array per token.
