@@ -156,29 +156,17 @@ def verify_tree(
 def _greedy_walk(tree: DraftTree, logits: np.ndarray, is_eog, max_emit: int,
                  tie_gap: float) -> tuple[list[int], list[int]]:
     """accept_walk for plain greedy decoding, whose draw at a node is its row's first
-    maximum: the same walk without a sampler call and a closure per node (a wide tree
-    on a GPU leaves a step's host work a fraction of a millisecond). With tie_gap, the
-    walk stops before a node whose top two logits are closer than that."""
-    node = 0
-    emitted: list[int] = []
-    path = [0]
-    while len(emitted) < max_emit:
-        row = logits[node]
-        if tie_gap > 0.0:
-            tok, gap = top2(row)
-            if gap < tie_gap:
-                break
-        else:
-            tok = int(row.argmax())
-        emitted.append(tok)
-        if is_eog(tok):
-            break
-        nxt = tree.child(node, tok)
-        if nxt < 0 or len(emitted) >= max_emit:
-            break
-        node = nxt
-        path.append(nxt)
-    return emitted, path
+    maximum: no sampler call per node (a wide tree on a GPU leaves a step's host work
+    a fraction of a millisecond). With tie_gap, the walk stops before a node whose top
+    two logits are closer than that, and a node it passes is drawn from that check."""
+    if tie_gap <= 0.0:
+        return accept_walk(tree, lambda node: int(logits[node].argmax()), is_eog, max_emit)
+    drawn: dict[int, int] = {}
+
+    def trusted(node: int) -> bool:
+        drawn[node], gap = top2(logits[node])
+        return gap >= tie_gap
+    return accept_walk(tree, drawn.pop, is_eog, max_emit, trusted)
 
 
 def _plain_step(backend: LlamaBackend, root: int, n_past: int, sampler: Sampler,
