@@ -111,37 +111,3 @@ def test_within_cuts_to_the_longest_prefix_with_that_many_leaves():
     one.check()
     assert len(one) == 2 and one.leaves() == 1
     assert DraftTree.root_only(3).within(1).leaves() == 1
-
-
-def test_the_greedy_walk_is_accept_walk_with_argmax_draws():
-    """The verifier's greedy walk (no sampler call per node) against the general walk
-    drawing each row's argmax, with and without the near-tie guard, on random trees
-    whose rows often agree with a child, with ties, stops and length limits."""
-    from aded_chat.engine.decode.verify import _greedy_walk, top2
-
-    rng = np.random.default_rng(7)
-    vocab, stop = 6, 5
-    is_stop = lambda t: t == stop  # noqa: E731
-    for _ in range(2000):
-        n = int(rng.integers(1, 12))
-        parents = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, n)], np.int32)
-        depths = np.zeros(n, np.int32)
-        tokens = np.zeros(n, np.int32)
-        for i in range(1, n):
-            depths[i] = depths[parents[i]] + 1
-            taken = set(tokens[1:i][parents[1:i] == parents[i]].tolist())
-            free = [t for t in range(vocab) if t not in taken]
-            tokens[i] = rng.choice(free) if free else -1
-        keep = tokens >= 0
-        keep[0] = True
-        if not keep.all():
-            continue
-        tree = DraftTree(tokens, parents, depths, np.ones(n, np.float32))
-        logits = rng.integers(0, 3, size=(n, vocab)).astype(np.float32)  # frequent ties
-        logits += rng.random((n, vocab)).astype(np.float32) * rng.choice([0.0, 0.5])
-        max_emit = int(rng.integers(1, 8))
-        tie_gap = float(rng.choice([0.0, 0.25, 1.0]))
-        trusted = ((lambda node, lg=logits, g=tie_gap: top2(lg[node])[1] >= g)
-                   if tie_gap > 0 else None)
-        want = accept_walk(tree, argmax_sampler(logits), is_stop, max_emit, trusted)
-        assert _greedy_walk(tree, logits, is_stop, max_emit, tie_gap) == want

@@ -107,16 +107,16 @@ def verify_tree(
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
 
-    if sampler.argmax_only:
-        emitted, path = _greedy_walk(tree, logits, backend.is_eog, max_emit,
-                                     tie_gap if n > 1 else 0.0)
-    else:
-        trusted = None
-        if tie_gap > 0 and n > 1:  # greedy through the chain (a repetition penalty)
-            def trusted(node: int) -> bool:
-                return top2(logits[node])[1] >= tie_gap
-        emitted, path = accept_walk(tree, lambda node: sampler.sample(b + node, logits[node]),
-                                    backend.is_eog, max_emit, trusted)
+    trusted = None
+    argmax: dict[int, int] = {}  # the near-tie check's argmax, which greedy draws reuse
+    if tie_gap > 0 and n > 1:
+        def trusted(node: int) -> bool:
+            argmax[node], gap = top2(logits[node])
+            return gap >= tie_gap
+    emitted, path = accept_walk(
+        tree, lambda node: sampler.sample(b + node, logits[node], argmax.get(node)),
+        backend.is_eog, max_emit, trusted,
+    )
     kept = len(emitted)  # the path, less a node the walk stopped at
     tie = kept < len(path)
     # Drop every node deeper than the kept path, in one seq_rm (each walks every cell):
@@ -151,22 +151,6 @@ def verify_tree(
                                                     defer=not tie)
         decode_s += secs
     return Verified(emitted, kept, len(path) - 1, decode_s, tie, n, redecoded, b, left)
-
-
-def _greedy_walk(tree: DraftTree, logits: np.ndarray, is_eog, max_emit: int,
-                 tie_gap: float) -> tuple[list[int], list[int]]:
-    """accept_walk for plain greedy decoding, whose draw at a node is its row's first
-    maximum: no sampler call per node (a wide tree on a GPU leaves a step's host work
-    a fraction of a millisecond). With tie_gap, the walk stops before a node whose top
-    two logits are closer than that, and a node it passes is drawn from that check."""
-    if tie_gap <= 0.0:
-        return accept_walk(tree, lambda node: int(logits[node].argmax()), is_eog, max_emit)
-    drawn: dict[int, int] = {}
-
-    def trusted(node: int) -> bool:
-        drawn[node], gap = top2(logits[node])
-        return gap >= tie_gap
-    return accept_walk(tree, drawn.pop, is_eog, max_emit, trusted)
 
 
 def _plain_step(backend: LlamaBackend, root: int, n_past: int, sampler: Sampler,

@@ -56,9 +56,7 @@ class Sampler:
             raise ValueError(f"sampler needs a seed in 0..{SEED_MAX}, not {s.seed}")
         self.settings = settings
         self._chain = backend.sampler_chain(settings)
-        # plain greedy: every draw is its row's first maximum, taken here (a caller with
-        # the row at hand may take it itself: engine.decode.verify)
-        self.argmax_only = s.greedy and s.repeat_penalty == 1.0
+        self._argmax = s.greedy and s.repeat_penalty == 1.0
 
     def remember(self, tokens: list[int]) -> None:
         """Feed prompt tokens to the repetition penalty's history."""
@@ -66,10 +64,14 @@ class Sampler:
             for t in tokens[-self.settings.repeat_last_n:]:
                 self._chain.accept(t)
 
-    def sample(self, index: int, logits: np.ndarray | None = None) -> int:
+    def sample(self, index: int, logits: np.ndarray | None = None,
+               argmax: int | None = None) -> int:
         """Draw from the logits of batch entry `index` and record the token. `logits`,
-        when given, is that entry's row (every entry of the batch asked for logits)."""
-        if self.argmax_only and logits is not None:
+        when given, is that entry's row (every entry of the batch asked for logits);
+        `argmax`, when given, is that row's first maximum, already found."""
+        if self._argmax and argmax is not None:
+            return argmax
+        if self._argmax and logits is not None:
             # Plain greedy: the same first-maximum rule as llama.cpp's greedy sampler,
             # without copying the whole vocabulary into a candidate array per token.
             return int(logits.argmax())
