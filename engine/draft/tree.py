@@ -27,18 +27,15 @@ class DraftTree:
     parents: np.ndarray  # int32 [n], -1 for the root
     depths: np.ndarray  # int32 [n], 0 for the root
     probs: np.ndarray  # float32 [n], drafter's probability that the path to the node is kept
+    _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
     # batch_layout(), when the drafter has already computed it (engine.draft.mcts)
     layout: tuple | None = field(default=None, repr=False)
-    # (parent, token) -> node, built at the first child() call: the verifier's walk
-    # asks for a few nodes of a tree that may hold sixty
-    _children: dict[tuple[int, int], int] | None = field(default=None, repr=False)
 
-    def _child_index(self) -> dict[tuple[int, int], int]:
+    def __post_init__(self) -> None:
         # (.tolist() first: a comprehension over NumPy scalars costs ~1 us a node, which a
         # 63-node tree on a GPU's step budget of a few ms cannot spare)
         keys = zip(self.parents[1:].tolist(), self.tokens[1:].tolist(), strict=True)
         self._children = dict(zip(keys, range(1, len(self.tokens)), strict=True))
-        return self._children
 
     @classmethod
     def root_only(cls, token: int) -> DraftTree:
@@ -50,8 +47,7 @@ class DraftTree:
 
     def child(self, node: int, token: int) -> int:
         """Index of node's child holding token, or -1."""
-        children = self._children if self._children is not None else self._child_index()
-        return children.get((node, token), -1)
+        return self._children.get((node, token), -1)
 
     def check(self) -> None:
         """Invariants every drafter must keep (used by tests)."""
@@ -61,7 +57,7 @@ class DraftTree:
             p = int(self.parents[i])
             assert 0 <= p < i, "parents come before children"
             assert self.depths[i] == self.depths[p] + 1
-        assert len(self._child_index()) == n - 1, "siblings hold distinct tokens"
+        assert len(self._children) == n - 1, "siblings hold distinct tokens"
 
     def leaves(self) -> int:
         has_child = np.zeros(len(self), np.bool_)
