@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 
+from .draft.tree import MAX_TREE
 from .errors import EngineError
 from .llama.sampling import SEED_MAX, SamplingSettings
 
@@ -42,8 +43,12 @@ def check_sampling(s: SamplingSettings) -> None:
 
 
 def check_load(*, n_ctx: int | None = None, threads: int | None = None,
-               n_gpu_layers: int | None = None) -> None:
-    """The model-loading options (None: not given). threads 0 means automatic."""
+               n_gpu_layers: int | None = None, steady_rows: int | None = None) -> None:
+    """The model-loading options (None: not given). threads 0 means automatic,
+    steady_rows 0 off."""
+    if steady_rows and not 2 <= steady_rows <= MAX_TREE:
+        raise SettingsError(f"steady_batch must be 0 (off) or 2 to {MAX_TREE} rows, not "
+                            f"{steady_rows}")
     if n_ctx is not None and not 16 <= n_ctx <= 1 << 24:
         raise SettingsError(f"n_ctx must be between 16 and {1 << 24} tokens, not {n_ctx}")
     if threads is not None and not 0 <= threads <= max_threads():

@@ -41,6 +41,10 @@ class SessionOptions:
     # with the drafter off too, so plain answers are the speculative ones' token for
     # token. The process's first model decides it for the process
     exact_kernels: bool = False
+    # every speculative step a batch of exactly this many rows (0: off): for a GPU whose
+    # one-token steps replay a captured graph, which a batch of another shape interrupts
+    # (engine.decode.verify)
+    steady_rows: int = 0
 
 
 def read_cost_curve(spec: str | None) -> CostModel | None:
@@ -67,6 +71,9 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
         session.exact_rows = rows
         cost = o.cost_curve if o.cost_curve is not None else load_or_measure(backend,
                                                                               o.cache_dir)
+        if o.steady_rows:
+            cost = CostModel.steady(o.steady_rows, float(cost.cost[o.steady_rows]))
+            session.steady_rows = o.steady_rows
 
         def build():
             from .draft.aded import AdedSpeculator  # imports Numba: keep it off the start

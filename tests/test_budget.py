@@ -225,3 +225,14 @@ def test_a_projection_charges_each_batch_the_curve_s_switch():
     assert projected_speedup(st, curve) == pytest.approx(5 / 3)
     curve.switch = 0.01  # the step after the batch cost a token more
     assert projected_speedup(st, curve) == pytest.approx(5 / 4)
+
+
+def test_a_steady_batch_costs_the_same_up_to_its_rows_and_is_never_outgrown():
+    steady = CostModel.steady(4, 0.002)
+    assert steady.frozen and steady.switch == 0.0
+    assert np.all(steady.cost[:5] == 0.002) and np.all(steady.cost[5:] > 2 * 0.002)
+    steady.observe(4, 0.02, alpha=0.5)  # every step is that batch: nothing to learn
+    assert steady.cost[4] == 0.002
+    for rows in (1, 0, MAX_TREE + 1):
+        with pytest.raises(CostCurveError):
+            CostModel.steady(rows, 0.002)

@@ -153,3 +153,70 @@ def test_sampling_on_a_flat_curve_keeps_the_distribution(flat_session):
     counts, drafted = sampled_counts(flat_session, 150)
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001
+
+
+STEADY = 5
+
+
+@pytest.fixture(scope="module")
+def steady_session(tmp_path_factory):
+    """Every speculative step a batch of STEADY rows (ChatSession.steady_rows), one
+    llama.cpp thread, as flat_session."""
+    backend = LlamaBackend(embedded_model_path(), n_ctx=2048, n_threads=1)
+    spec = AdedSpeculator.for_backend(backend, corpus_files(),
+                                      tmp_path_factory.mktemp("cache"),
+                                      cost=CostModel.steady(STEADY, 0.005))
+    session = ChatSession(backend, speculator=spec)
+    session.steady_rows = STEADY
+    yield session
+    backend.close()
+
+
+def test_a_steady_batch_has_the_same_rows_and_outputs_every_step(steady_session, monkeypatch):
+    """The shape a GPU captures once: every decode after the prompt's has STEADY rows, each
+    asking for its logits, whether the step drafted, drafted nothing or carried kept
+    tokens in; and greedy answers are plain decoding's token for token (one thread: a
+    batch is computed with plain decoding's arithmetic)."""
+    s = steady_session
+    b = s._backend
+    shapes = []
+    run = b._run
+
+    def spy(n, n_logits):
+        shapes.append((n, n_logits))
+        return run(n, n_logits)
+
+    drafts = []
+    propose = s._speculator.propose
+
+    def spy_propose(history, room):
+        tree = propose(history, room)
+        drafts.append(len(tree))
+        return tree
+
+    monkeypatch.setattr(s._speculator, "propose", spy_propose)
+    long = SamplingSettings(temperature=0.0, max_tokens=120)
+    carried = 0
+    for text in PROMPTS:
+        s.reset()
+        _, plain, _ = s.answer(msgs(text), long, speculative=False)
+        s.reset()
+        n_prompt = len(s.prompt_tokens(msgs(text)))
+        monkeypatch.setattr(b, "_run", spy)
+        shapes.clear()
+        _, fast, st = s.answer(msgs(text), long, speculative=True)
+        monkeypatch.setattr(b, "_run", run)
+        assert fast == plain, text
+        assert shapes[0] == (n_prompt, 1), text  # the prompt
+        assert set(shapes[1:]) == {(STEADY, STEADY)}, text
+        assert st.steps == len(shapes) - 1
+        carried += st.carried
+        assert_cache_is_plain(s)
+    assert carried > 0  # kept side branches, evaluated again at the next batch's head
+    assert 1 in drafts  # steps that drafted nothing were padded too
+
+
+def test_sampling_in_steady_batches_keeps_the_distribution(steady_session):
+    counts, drafted = sampled_counts(steady_session, 150)
+    assert drafted > 0
+    assert _chi_square_p(counts[False], counts[True]) > 0.001

@@ -295,3 +295,16 @@ def test_a_thin_tri_gram_row_is_mixed_with_its_bigram_back_off():
     tree.check()
     assert tree.child(0, 7) > 0 and tree.child(0, 6) > 0
     assert tree.probs[tree.child(0, 7)] > 0 and tree.probs[tree.child(0, 6)] > 0
+
+
+def test_a_steady_batch_is_filled_to_its_rows():
+    """Every row of a steady batch is paid for whether drafted or not, so the search
+    fills the room it is given (and its effort is sized to that room, not to 63 rows)."""
+    text = branching_text()
+    spec = AdedSpeculator(vocab=100, cost=CostModel.steady(6, 0.002), max_mb=1.0)
+    spec.begin(text)
+    sizes = [len(spec.propose(text[: i + 2], room=room)) for i in range(40, 80)
+             for room in (6, 3)]
+    assert sizes == [6, 3] * 40
+    assert spec._search_effort() < AdedSpeculator(vocab=100, cost=CostModel.flat(),
+                                                  max_mb=1.0)._search_effort()

@@ -111,3 +111,21 @@ def test_within_cuts_to_the_longest_prefix_with_that_many_leaves():
     one.check()
     assert len(one) == 2 and one.leaves() == 1
     assert DraftTree.root_only(3).within(1).leaves() == 1
+
+
+def test_padded_grows_a_chain_below_the_last_leaf_and_no_new_leaf():
+    tree = make_tree()
+    assert tree.padded(6) is tree and tree.padded(3) is tree
+    big = tree.padded(9)
+    big.check()
+    assert len(big) == 9 and big.leaves() == tree.leaves()
+    assert big.parents[6:].tolist() == [5, 6, 7]
+    assert big.depths[6:].tolist() == [3, 4, 5]
+    assert np.array_equal(big.tokens[:6], tree.tokens) and big.probs[6:].sum() == 0
+    # a step with nothing drafted: the root and a chain, one sequence
+    root = DraftTree.root_only(4).padded(4)
+    root.check()
+    assert root.parents.tolist() == [-1, 0, 1, 2] and root.leaves() == 1
+    # the walk goes down the padding where the model agrees with it
+    emitted, path = accept_walk(root, argmax_sampler(onehot([4, 4, 1, 9])), lambda t: False, 8)
+    assert emitted == [4, 4, 1] and path == [0, 1, 2]

@@ -70,13 +70,13 @@ class KvCache:
 
     def verify(self, tree: DraftTree, sampler: Sampler, max_emit: int,
                logit_gaps: list[float] | None, tie_gap: float,
-               row_s: float | None = None) -> Verified:
+               row_s: float | None = None, steady_rows: int = 0) -> Verified:
         """Verify a tree rooted at the newest chosen token (not yet in the cache) and keep
-        the root and the accepted branch (row_s: engine.decode.verify.verify_tree). A
-        failed decode leaves the cache empty."""
+        the root and the accepted branch (row_s, steady_rows:
+        engine.decode.verify.verify_tree). A failed decode leaves the cache empty."""
         try:
             v = verify_tree(self._backend, tree, len(self.tokens), sampler, max_emit,
-                            logit_gaps, tie_gap, self.behind, row_s)
+                            logit_gaps, tie_gap, self.behind, row_s, steady_rows)
         except BaseException:
             self.clear()
             raise

@@ -82,6 +82,7 @@ class _Answer:
     logit_gaps: list[float] | None = field(default=None, repr=False)
     max_rows: int = MAX_TREE  # a verification batch's rows, the tokens carried in included
     tie_gap: float = 0.0  # greedy verification's near-tie guard (0: off)
+    steady_rows: int = 0  # every step's batch rows (ChatSession.steady_rows; 0: off)
     # the tree of a step that drafts nothing (its root is set before each use)
     root: DraftTree = field(default_factory=lambda: DraftTree.root_only(0), repr=False)
 
@@ -115,6 +116,10 @@ class ChatSession:
         # (engine.decode.exact; 1: none does): greedy verification keeps its batches
         # within them and needs no near-tie guard. The loader sets it from a probe.
         self.exact_rows = 1
+        # Every speculative step a batch of exactly this many rows (0: off), so that a
+        # GPU replays one captured compute graph (engine.decode.verify); the drafter then
+        # plans with CostModel.steady. The loader sets it.
+        self.steady_rows = 0
 
     # -- what is loaded ---------------------------------------------------------------
 
@@ -138,7 +143,8 @@ class ChatSession:
                 "engine": {"backend": info.offload, "kv_cache": info.kv_cache,
                            "threads": info.n_threads, "n_ctx": info.n_ctx,
                            "speculative": stats.speculative,
-                           "exact_rows": self.exact_rows}}
+                           "exact_rows": self.exact_rows,
+                           **({"steady_rows": self.steady_rows} if self.steady_rows else {})}}
 
     # -- the drafter ------------------------------------------------------------------
 
@@ -370,10 +376,18 @@ class ChatSession:
         # token is: within exact_rows rows. Elsewhere a near-tie guard stands in.
         exact = settings.greedy and self.exact_rows > 1
         max_rows = min(self._backend.n_batch, MAX_TREE, self.exact_rows if exact else MAX_TREE)
+        steady = self.steady_rows if spec is not None else 0
+        if steady:
+            # Every token comes from a batch of the same rows: a near-tie guard's one-token
+            # step would change the shape (greedy answers are then plain decoding's only
+            # where batches of that many rows are exact: steady <= exact_rows).
+            exact = False
+            max_rows = min(self._backend.n_batch, steady)
         return _Answer(settings, sampler, spec, stats, first, list(prompt) + [first],
                        StreamDecoder(self._backend.piece), t_first, logit_gaps=logit_gaps,
-                       max_rows=max_rows,
-                       tie_gap=TIE_GAP if settings.greedy and not exact else 0.0)
+                       max_rows=max_rows, steady_rows=steady,
+                       tie_gap=TIE_GAP if settings.greedy and not exact and not steady
+                       else 0.0)
 
     def _stop_reason(self, ans: _Answer, cancel: threading.Event | None) -> str | None:
         if self._backend.is_eog(ans.pending):
@@ -404,7 +418,8 @@ class ChatSession:
             tree.tokens[0] = ans.pending
         v = self._cache.verify(tree, ans.sampler, ans.settings.max_tokens - ans.n_out,
                                ans.logit_gaps, ans.tie_gap,
-                               spec.cost.row_s() if len(tree) > 1 else None)
+                               spec.cost.row_s() if len(tree) > 1 else None,
+                               ans.steady_rows)
         emitted, ans.tied = v.emitted, v.tie
         if emitted:
             ans.pending = emitted[-1]

@@ -73,6 +73,7 @@ def verify_tree(
     tie_gap: float = 0.0,
     behind: list[int] | None = None,
     row_s: float | None = None,
+    steady_rows: int = 0,
 ) -> Verified:
     """Evaluate `behind` at positions n_past.. and the tree after them, in one batch;
     walk the tree and trim the cache to the kept branch. A node whose top-2 logit gap is
@@ -86,13 +87,23 @@ def verify_tree(
     `row_s` (what a batch row costs, seconds) says evaluating them again at the head
     of the next batch is cheaper than COPY_S.
     A tree with more leaves than the context has KV sequences is cut to a prefix that
-    fits."""
-    if len(tree) == 1 and not behind and max_emit > 0:
+    fits.
+
+    With `steady_rows`, every batch has exactly that many rows, each asking for its
+    logits: the tree is padded (DraftTree.padded), and a step that drafts nothing is a
+    padded batch too. A GPU then replays one captured compute graph every step: llama.cpp's
+    CUDA backend captures a graph only once two batches in a row have the same shape, so
+    a batch between one-token steps runs uncaptured, and so do the one-token step after
+    it and the capture after that (ggml-cuda.cu, ggml_backend_cuda_graph_compute). Not
+    padded where the context has no room for the rows."""
+    if len(tree) == 1 and not behind and max_emit > 0 and not steady_rows:
         return _plain_step(backend, int(tree.tokens[0]), n_past, sampler, logit_gaps)
     tree = tree.within(backend.n_seq_max)
     b = len(behind) if behind else 0
-    n = len(tree)
     start = n_past + b  # the root's position
+    if steady_rows and start + steady_rows - b <= backend.n_ctx:
+        tree = tree.padded(steady_rows - b)
+    n = len(tree)
     seq_ids = n_seq = leaf_seq = trunk = None
     n_leaves, every = 1, backend.n_every
     if n > 1:  # one sequence per leaf; the committed text is already in all of them
@@ -102,8 +113,11 @@ def verify_tree(
     # `behind` goes into every sequence, as the root does; logits of the tree's nodes
     # only: row i is node i, batch entry b + i
     logits = backend.decode_tree(tree.tokens, tree.depths, start, seq_ids, n_seq,
-                                 np.asarray(behind, np.int32) if b else None)
+                                 np.asarray(behind, np.int32) if b else None,
+                                 every_row=steady_rows > 0)
     decode_s = time.perf_counter() - t0
+    if steady_rows and b:
+        logits = logits[b:]
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
 

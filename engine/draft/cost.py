@@ -30,6 +30,9 @@ STEP_TOKENS_MAX = 9
 # what one token does, as on a CUDA or Metal GPU for small batches of a small model.
 # 5 ms is one token of a 1B Q4 model on a laptop GPU; only the ratio to host time matters.
 FLAT_SECONDS = 0.005
+# What a steady batch's table says any larger batch costs, in steady batches: no tree
+# that large is ever verified, and the search's effort is sized to what is affordable
+STEADY_BEYOND = 100.0
 # How fast the switch estimate follows one-token steps after a batch: they are as rare
 # as drafts, so faster than the table's 0.05.
 SWITCH_ALPHA = 0.2
@@ -83,6 +86,18 @@ class CostModel:
     def flat(cls, seconds: float = FLAT_SECONDS) -> CostModel:
         """The built-in GPU-like curve: every batch size costs the same (frozen)."""
         return cls(np.full(MAX_TREE + 2, seconds), frozen=True)
+
+    @classmethod
+    def steady(cls, rows: int, seconds: float) -> CostModel:
+        """What the drafter plans with when every step is verified as a batch of exactly
+        `rows` rows (padded: engine.decode.verify): any tree up to that size costs the
+        same, so every row is worth filling, and none larger is ever verified (frozen;
+        the cost past `rows` only keeps the search's effort to that size)."""
+        if not 2 <= rows <= MAX_TREE:
+            raise CostCurveError(f"a steady batch has 2 to {MAX_TREE} rows, not {rows}")
+        cost = np.full(MAX_TREE + 2, float(seconds))
+        cost[rows + 1:] = STEADY_BEYOND * seconds
+        return cls(cost, frozen=True)
 
     @classmethod
     def from_curve_file(cls, spec: str) -> CostModel:

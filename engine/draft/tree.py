@@ -84,6 +84,23 @@ class DraftTree:
             k += 1
         return DraftTree(self.tokens[:k], self.parents[:k], self.depths[:k], self.probs[:k])
 
+    def padded(self, n: int) -> DraftTree:
+        """This tree grown to n nodes by a chain below its last node (always a leaf:
+        children come after their parents), each link repeating that node's token. A
+        steady batch (engine.decode.verify) verifies every step with the same rows, so
+        that a GPU replays one captured graph; the padding is verified like any draft
+        and is rarely kept. It adds no leaf, so no KV sequence."""
+        k = n - len(self)
+        if k <= 0:
+            return self
+        last = len(self) - 1
+        return DraftTree(
+            np.concatenate([self.tokens, np.full(k, self.tokens[last], np.int32)]),
+            np.concatenate([self.parents, np.arange(last, last + k, dtype=np.int32)]),
+            np.concatenate([self.depths, self.depths[last] + np.arange(1, k + 1,
+                                                                     dtype=np.int32)]),
+            np.concatenate([self.probs, np.zeros(k, np.float32)]))
+
     def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(seq_ids [n, L], n_seq [n], leaf_seq [n]): KV sequence membership per node,
         one sequence per leaf; leaf_seq[i] is one sequence that passes through node i."""

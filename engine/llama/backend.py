@@ -416,7 +416,7 @@ class LlamaBackend:
         # load decode_tree's compiled code now, not in the middle of the first answer
         fill_tree_batch(self._b_tok, self._b_pos, self._b_nseq, self._b_seq, self._b_logits,
                         self._every, 0, self._every[:0], self._every[:0], self._every_rows[:0],
-                        self._every_n, 0, self.n_every)
+                        self._every_n, 0, self.n_every, 0)
         i32p = ctypes.POINTER(ctypes.c_int32)
         row = self._b_seq.strides[0]
         base = self._b_seq.ctypes.data
@@ -475,11 +475,13 @@ class LlamaBackend:
 
     def decode_tree(self, tokens: np.ndarray, depths: np.ndarray, start: int,
                     seq_ids: np.ndarray | None = None, n_seq: np.ndarray | None = None,
-                    behind: np.ndarray | None = None) -> np.ndarray:
+                    behind: np.ndarray | None = None, every_row: bool = False) -> np.ndarray:
         """Evaluate a draft tree after `behind` (tokens kept but not yet in the cache, at
         the positions before `start`): node i at start + depths[i], in the sequences
         seq_ids[i, :n_seq[i]] (default: every sequence). Returns the nodes' logits,
-        (len(tokens), n_vocab). decode() for a verification step, in one compiled call."""
+        (len(tokens), n_vocab); with every_row, `behind`'s rows ask for logits too (a
+        steady batch: the same outputs every step) and come first. decode() for a
+        verification step, in one compiled call."""
         n_behind = 0 if behind is None else len(behind)
         n = n_behind + len(tokens)
         if len(tokens) == 0 or n > self._cap:
@@ -488,8 +490,8 @@ class LlamaBackend:
             seq_ids, n_seq = self._every_rows[: len(tokens)], self._every_n
         fill_tree_batch(self._b_tok, self._b_pos, self._b_nseq, self._b_seq, self._b_logits,
                         self._every if behind is None else behind, n_behind, tokens, depths,
-                        seq_ids, n_seq, start, self.n_every)
-        return self._run(n, len(tokens))
+                        seq_ids, n_seq, start, self.n_every, int(every_row))
+        return self._run(n, n if every_row else len(tokens))
 
     def decode_one(self, token: int, pos: int) -> np.ndarray:
         """Evaluate one token at `pos` in every sequence (a plain step) and return its

@@ -13,10 +13,11 @@ import numba as nb
 
 @nb.njit(cache=True)
 def fill_tree_batch(b_tok, b_pos, b_nseq, b_seq, b_logits, behind, n_behind, tokens, depths,
-                    seq_ids, n_seq, start, every):
+                    seq_ids, n_seq, start, every, behind_logits):
     """Rows 0..n_behind-1: behind[:n_behind] at positions start-n_behind.., in every
-    sequence, no logits; then the tree's nodes at start + depth, in seq_ids[i, :n_seq[i]],
-    each asking for its logits. Returns the batch's entries."""
+    sequence, asking for logits only with behind_logits; then the tree's nodes at
+    start + depth, in seq_ids[i, :n_seq[i]], each asking for its logits. Returns the
+    batch's entries."""
     b = n_behind
     for i in range(b):
         b_tok[i] = behind[i]
@@ -24,7 +25,7 @@ def fill_tree_batch(b_tok, b_pos, b_nseq, b_seq, b_logits, behind, n_behind, tok
         b_nseq[i] = every
         for s in range(every):
             b_seq[i, s] = s
-        b_logits[i] = 0
+        b_logits[i] = behind_logits
     width = seq_ids.shape[1]
     for j in range(tokens.shape[0]):
         r = b + j
