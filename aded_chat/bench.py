@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aded_chat.engine import (
+    CostModel,
     Message,
     SamplingSettings,
     common_prefix,
@@ -279,6 +280,10 @@ def run_bench(cfg, args) -> int:
                        min_p=cfg.generation.min_p)
 
     curve = read_cost_curve(args.cost_curve)
+    if curve is not None and cfg.steady_batch:
+        # every step is the same batch: the GPU the curve came from would replay one
+        # graph and pay no switch between shapes
+        curve = CostModel(curve.cost, frozen=True)
     t0 = time.perf_counter()
     # a bench starts from the corpus prior (or --drafter-state), never from what earlier
     # chats taught the drafter, and leaves the app's learned file alone
@@ -325,7 +330,7 @@ def run_bench(cfg, args) -> int:
         "settings": {**settings.as_dict(), "methods": methods, "repeat": args.repeat,
                      "pld_draft_tokens": PLD_DRAFT_TOKENS, "threads": info.n_threads,
                      "gpu_layers": info.gpu_layers, "kv_cache": info.kv_cache,
-                     "exact_rows": session.exact_rows,
+                     "exact_rows": session.exact_rows, "steady_batch": cfg.steady_batch,
                      "tiled_matmul": "off" if tiled_matmul_off() else "on"},
         "prompts": results,
         "geomean_speedup_vs_plain": _geomeans(results, methods),

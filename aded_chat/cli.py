@@ -48,6 +48,9 @@ def _model_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument("--cost-curve", metavar="FILE", help="draft as on another machine: a "
                    "JSON verification cost curve (seconds per batch size, as `bench --json` "
                    "writes it) or 'flat' (a GPU-like curve); replaces this machine's", **kw)
+    p.add_argument("--steady-batch", type=int, metavar="N", help="verify every step as a "
+                   "batch of exactly N rows (2 to 63), drafts padded: on a CUDA GPU each step "
+                   "then replays one captured graph (default: config, else 0, off)", **kw)
     p.add_argument("--plain", action="store_true", help="turn speculative decoding off", **kw)
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log", **kw)
 
@@ -258,12 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "threads", None) is not None and args.threads < 1:
             raise UsageError("--threads must be at least 1")
         flags = {"threads": args.threads, "kv_cache": args.kv_cache, "n_ctx": args.n_ctx,
-                 "n_gpu_layers": args.n_gpu_layers}
+                 "n_gpu_layers": args.n_gpu_layers, "steady_batch": args.steady_batch}
         cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
         try:
             check_config(cfg)
         except SettingsError as exc:
-            raise UsageError(str(exc).replace("n_ctx", "--n-ctx")) from None
+            raise UsageError(str(exc).replace("n_ctx", "--n-ctx").replace(
+                "steady_batch", "--steady-batch")) from None
         command = {"ask": cmd_ask, "models": cmd_models, "bench": cmd_bench,
                    "history": cmd_history, "pull": cmd_pull}.get(
             args.command, cmd_chat)

@@ -52,6 +52,9 @@ class Config:
     # near-tie guard: faster on K-quant weights, but an answer may differ from plain's)
     exact_greedy: bool = True
     learn_across_runs: bool = True  # the drafter keeps what it learned, per model
+    # every speculative step verified as a batch of exactly this many rows (0: off; 2 to
+    # MAX_TREE): for a CUDA GPU, whose captured graph a batch of another shape interrupts
+    steady_batch: int = 0
     theme: str = "textual-dark"
     system_prompt: str = "You are a helpful assistant."
     generation: SamplingSettings = field(default_factory=SamplingSettings)
@@ -117,7 +120,8 @@ def load_config(path: Path | None = None) -> Config:
 def check_config(cfg: Config) -> None:
     """The one range check for every setting, whether a flag or the file gave it."""
     check_sampling(cfg.generation)
-    check_load(n_ctx=cfg.n_ctx, threads=cfg.threads, n_gpu_layers=cfg.n_gpu_layers)
+    check_load(n_ctx=cfg.n_ctx, threads=cfg.threads, n_gpu_layers=cfg.n_gpu_layers,
+               steady_rows=cfg.steady_batch)
 
 
 DEFAULT_CONFIG_TEXT = """\
@@ -145,6 +149,10 @@ DEFAULT_CONFIG_TEXT = """\
 # learn_across_runs = true        # the drafter keeps what it learned from answers, per
 #                                 # model, under the user cache dir (requests like earlier
 #                                 # ones draft from those answers)
+# steady_batch = 0                # on a CUDA GPU: verify every step as a batch of this
+#                                 # many rows (e.g. 4), so each step replays one captured
+#                                 # graph; 0: batches as wide as each draft, one token
+#                                 # when nothing is drafted (the right choice on a CPU)
 # theme = "textual-dark"
 # system_prompt = "You are a helpful assistant."
 

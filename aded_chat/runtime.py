@@ -44,6 +44,6 @@ def open_model(
         reserve_core=reserve_core, kv_cache=cfg.kv_cache, verbose=verbose, drafter=drafter,
         wait_for_drafter=wait_for_drafter, cost_curve=cost_curve, corpus=corpus_files(),
         cache_dir=cache_dir(), guard_near_ties=guard_near_ties,
-        exact_kernels=cfg.exact_greedy,
+        exact_kernels=cfg.exact_greedy, steady_rows=cfg.steady_batch,
         learned_dir=cache_dir() / "learned" if remember and cfg.learn_across_runs else None,
     ))

@@ -39,6 +39,7 @@ def test_syntax_error_names_the_line(tmp_path):
     ("[generation]\nmax_tokens = 0\n", "max_tokens"),
     ("threads = 100000\n", "threads"),
     ("n_ctx = -5\n", "n_ctx"),
+    ("steady_batch = 1\n", "steady_batch must be 0 \\(off\\) or 2 to 63"),
 ])
 def test_bad_keys_and_types(tmp_path, text, needle):
     p = tmp_path / "c.toml"

@@ -357,6 +357,8 @@ def test_output_that_cannot_be_written_ends_quietly_or_in_one_line():
     (["--n-ctx", "-5", "ask", "hi"], "--n-ctx"),
     (["ask", "--threads", "100000", "hi"], "threads"),
     (["ask", "--max-tokens", "0", "hi"], "max_tokens"),
+    (["ask", "--steady-batch", "1", "hi"], "--steady-batch"),
+    (["--steady-batch", "64", "ask", "hi"], "--steady-batch"),
 ])
 def test_values_out_of_range_are_one_line(args, needle):
     one_line(run_cli(*args), needle)
