@@ -9,15 +9,15 @@
 #   run2  (carry .gpu/run2): join the embedded model, measure its CUDA curve and the
 #         host work a step with trees of 32 and 63 nodes (host_per_step.py), and run
 #         `aded-chat bench` plain vs ADED on it (greedy, 256 tokens, the repo's prompt
-#         set, median of 3).                                              ~4 minutes
+#         set, median of 3), and again with --steady-batch 4.             ~5 minutes
 #   dry-run: the same steps here on the CPU (no CUDA build: the installed llama.cpp; a
 #         2-layer 1B-shaped model; a short bench), plus a CMake configure of the trimmed
 #         sdist, so the script is tested without a GPU.
 #
 # Every result is JSON under $OUT (device: curve-llama1b.json, curve-smollm2.json,
-# host.json, bench.json, env.txt). From this machine, with the device tool:
+# host.json, bench.json, bench-steady4.json, env.txt). From this machine, with the device tool:
 #   run(command="bash docs/measure/gpu/cuda_check.sh run1", carry=[".gpu/run1"], timeout_s=560)
-#   run(command="bash docs/measure/gpu/cuda_check.sh run2", carry=[".gpu/run2"], timeout_s=400)
+#   run(command="bash docs/measure/gpu/cuda_check.sh run2", carry=[".gpu/run2"], timeout_s=420)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 STEP=${1:?usage: cuda_check.sh run1|run2|dry-run}
@@ -66,9 +66,15 @@ run2() {
   "$PY" docs/measure/gpu/curve.py --model "$T/smollm2.gguf" --out "$OUT/curve-smollm2.json"
   "$PY" docs/measure/host_per_step.py --model "$T/smollm2.gguf" ${HOST_NODES:---nodes 32 --nodes 63} \
       --max-tokens "${HOST_TOKENS:-256}" --json "$OUT/host.json"
-  "$PY" -m aded_chat bench --model "$T/smollm2.gguf" --methods plain,aded \
-      --max-tokens "${BENCH_TOKENS:-256}" --repeat "${BENCH_REPEAT:-3}" \
-      ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} --json "$OUT/bench.json" 2>&1
+  # ADED as it drafts on a CPU (batches as wide as each draft, one token when nothing
+  # is drafted), then with every step one batch of 4 rows, which CUDA replays as one
+  # captured graph (--steady-batch: engine/decode/verify.py)
+  for rows in 0 4; do
+    "$PY" -m aded_chat bench --model "$T/smollm2.gguf" --methods plain,aded \
+        --steady-batch "$rows" --max-tokens "${BENCH_TOKENS:-256}" \
+        --repeat "${BENCH_REPEAT:-3}" ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} \
+        --json "$OUT/bench$([ "$rows" = 0 ] || echo "-steady$rows").json" 2>&1
+  done
 }
 
 dry_run() {

@@ -36,8 +36,34 @@ def measure(backend: LlamaBackend, sizes: list[int], context: int, reps: int) ->
             backend.kv_remove(-1, context, -1)
         secs[str(n)] = float(min(runs[1:]))
     switch = measure_switch(backend, context, reps)
+    after = steps_after_batch(backend, context, reps)
     backend.kv_clear()
-    return secs, switch
+    return secs, switch, after
+
+
+def steps_after_batch(backend: LlamaBackend, context: int, reps: int, steps: int = 4
+                      ) -> list[float]:
+    """Seconds of each of the `steps` one-token steps after a batch of four, the median of
+    reps. llama.cpp's CUDA backend captures a graph only once two batches in a row have
+    the same shape, so after a batch the first step should run uncaptured, the second
+    capture, and the rest replay (the case for --steady-batch); a CPU shows them level."""
+    tok = max(backend.bos, 0)
+    for _ in range(3):  # one-token steps first: the graph captured
+        backend.decode_one(tok, context)
+        backend.kv_remove(-1, context, -1)
+    runs = []
+    for _ in range(reps):
+        backend.decode(np.full(4, tok, np.int32), np.arange(context, context + 4,
+                                                            dtype=np.int32))
+        backend.kv_remove(-1, context, -1)
+        row = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            backend.decode_one(tok, context)
+            row.append(time.perf_counter() - t0)
+            backend.kv_remove(-1, context, -1)
+        runs.append(row)
+    return [float(x) for x in np.median(np.asarray(runs), axis=0)]
 
 
 def main() -> None:
@@ -53,19 +79,21 @@ def main() -> None:
              else list(range(1, MAX_TREE + 1)))
     backend = LlamaBackend(args.model, n_ctx=1024, n_gpu_layers=args.n_gpu_layers)
     info = backend.info
-    secs, switch = measure(backend, sizes, args.context, args.reps)
+    secs, switch, after = measure(backend, sizes, args.context, args.reps)
     CostModel.from_probes([int(k) for k in secs], list(secs.values()))  # it must load
     report = {"model": info.model_path, "model_desc": info.model_desc,
               "backend": info.offload, "threads": info.n_threads,
               "machine": platform.node(), "context": args.context, "reps": args.reps,
-              "verify_cost_s": secs, "verify_switch_s": switch}
+              "verify_cost_s": secs, "verify_switch_s": switch,
+              "one_token_steps_after_batch_s": after}
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=1)
     one = secs[str(sizes[0])]
     print(f"{info.model_desc} | {info.offload}: " + " ".join(
         f"c({k})={v / one:.2f}" for k, v in secs.items() if int(k) in (1, 2, 4, 8, 9, 16, 32,
                                                                       48, MAX_TREE))
-          + f" | one token after a batch: +{switch / one:.2f}")
+          + f" | one token after a batch: +{switch / one:.2f}"
+          + " | steps after a batch: " + " ".join(f"{t / one:.2f}" for t in after))
     backend.close()
 
 
