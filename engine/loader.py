@@ -60,9 +60,14 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
     o = options
     if o.exact_kernels:
         kernels.exact_batch_kernels()
+    # A steady batch's tree has at most steady_rows - 1 leaves, so it needs no more KV
+    # sequences; each committed token goes into every one of them, and freeing or copying
+    # cells walks them all (a 62-sequence context's seq_rm cost 69 us a step against
+    # 34 us with three: BENCHMARKS.md, session 22)
+    seqs = {"n_seq_max": max(1, o.steady_rows - 1)} if o.steady_rows else {}
     backend = LlamaBackend(model, n_ctx=o.n_ctx, n_gpu_layers=o.n_gpu_layers,
                            n_threads=o.threads, reserve_core=o.reserve_core,
-                           kv_cache=o.kv_cache, verbose=o.verbose)
+                           kv_cache=o.kv_cache, verbose=o.verbose, **seqs)
     session = ChatSession(backend)
     if o.drafter:
         rows = 1 if o.guard_near_ties else load_or_probe(backend, o.cache_dir)

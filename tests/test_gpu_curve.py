@@ -220,3 +220,27 @@ def test_sampling_in_steady_batches_keeps_the_distribution(steady_session):
     counts, drafted = sampled_counts(steady_session, 150)
     assert drafted > 0
     assert _chi_square_p(counts[False], counts[True]) > 0.001
+
+
+def test_the_loader_sizes_a_steady_contexts_sequences_to_its_trees(tmp_path):
+    """A steady batch of N rows holds a tree of at most N - 1 leaves, so the context gets
+    that many KV sequences (each committed token goes into all of them), the drafter
+    plans with CostModel.steady, and greedy answers stay plain decoding's."""
+    from aded_chat.engine import SessionOptions, open_session
+
+    s = open_session(embedded_model_path(), SessionOptions(
+        n_ctx=1024, threads=1, corpus=tuple(corpus_files()), cache_dir=tmp_path,
+        steady_rows=4))
+    try:
+        assert s.steady_rows == 4 and s._backend.n_seq_max == 3
+        assert s._speculator.max_leaves == 3 and s._speculator.cost.frozen
+        greedy = SamplingSettings(temperature=0.0, max_tokens=60)
+        for text in PROMPTS[:2]:
+            s.reset()
+            _, plain, _ = s.answer(msgs(text), greedy, speculative=False)
+            s.reset()
+            _, fast, st = s.answer(msgs(text), greedy, speculative=True)
+            assert fast == plain and st.drafted > 0, text
+            assert {rows for rows, _ in st.batches_per_step} == {4}  # (carried included)
+    finally:
+        s.close()
