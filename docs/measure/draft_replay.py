@@ -21,6 +21,8 @@ corrected it): 1.06x for that run (BENCHMARKS.md, session 14).
     python docs/measure/draft_replay.py --record /tmp/rec-smol.npz --curve RUN.json --carry
     python docs/measure/draft_replay.py --model qwen.gguf --record /tmp/rec-qwen.npz \
         --curve measured --carry --max-rows 7   # exact greedy's cap for that model
+    python docs/measure/draft_replay.py --record /tmp/rec-smol.npz \
+        --curve docs/measure/gpu/h200/curve-llama1b-shape.json --carry --steady-batch 4
     python docs/measure/draft_replay.py --record /tmp/rec-day2.npz \
         --prompts docs/measure/next_day_prompts.jsonl --curve flat --carry \
         --drafter-state S   # from what a bench run learned (bench --save-drafter-state S)
@@ -115,6 +117,9 @@ def main() -> None:
                          "a measured curve's own by default): counted in each batch's cost")
     ap.add_argument("--unaware", action="store_true",
                     help="the drafter plans without the switch (as before session 20)")
+    ap.add_argument("--steady-batch", type=int, metavar="N",
+                    help="every step one batch of N rows (--steady-batch): each step costs "
+                         "the curve's c(N), padding never counted as kept")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kv-cache", default="auto", help="as the bench's (auto: q8_0 on a CPU)")
@@ -151,8 +156,12 @@ def main() -> None:
         curve = CostModel.from_curve_file(args.curve)
     switch = curve.switch if args.switch_ms is None else args.switch_ms / 1000
     curve.switch = 0.0 if args.unaware else switch
+    plan = curve
+    if args.steady_batch:  # every step one batch of that many rows: one shape, no switch
+        plan = CostModel.steady(args.steady_batch, float(curve.cost[args.steady_batch]))
+        args.max_rows, switch = args.steady_batch, 0.0
     spec = AdedSpeculator.for_backend(backend, list(corpus_files()),
-                                      Path(tempfile.mkdtemp()), cost=curve)
+                                      Path(tempfile.mkdtemp()), cost=plan)
     if args.drafter_state and not spec.load_learned(Path(args.drafter_state)):
         raise SystemExit(f"{args.drafter_state}: not a drafter state for this model")
     state = spec.snapshot()

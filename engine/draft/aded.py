@@ -283,7 +283,13 @@ class AdedSpeculator:
         cost less than two single tokens, SIMS_PER_NODE simulations each (a node needs a
         few visits before its rank means anything), at least MIN_SIMS. A CPU where two
         tokens cost 1.7x one gets MIN_SIMS; a flat GPU curve MAX_SIMS. The cost
-        table moves slowly, so this is refreshed once per answer, not per step."""
+        table moves slowly, so this is refreshed once per answer, not per step.
+        A steady batch's tree gets one simulation a row: replayed on the embedded
+        model's answers, trees of 4 to 16 rows kept as many tokens a step or more than
+        with 8 a row (4 rows: 2.03 against 2.02; 8: 2.53 against 2.47), in less host
+        time (BENCHMARKS.md, session 22)."""
+        if self.cost.steady_rows:
+            return self.cost.steady_rows
         affordable = int(np.searchsorted(self.cost.cost[1:], 2.0 * self.cost.cost[1]))
         return int(min(self.n_sims, max(MIN_SIMS, SIMS_PER_NODE * affordable)))
 

@@ -57,6 +57,7 @@ class CostModel:
         # chat, most of a token on the H200 (BENCHMARKS.md, session 20).
         self.switch = float(switch)
         self._last_n = 1
+        self.steady_rows = 0  # CostModel.steady's rows (0: batches as wide as each draft)
 
     @classmethod
     def from_probes(cls, sizes: list[int], seconds: list[float], *,
@@ -97,7 +98,9 @@ class CostModel:
             raise CostCurveError(f"a steady batch has 2 to {MAX_TREE} rows, not {rows}")
         cost = np.full(MAX_TREE + 2, float(seconds))
         cost[rows + 1:] = STEADY_BEYOND * seconds
-        return cls(cost, frozen=True)
+        steady = cls(cost, frozen=True)
+        steady.steady_rows = rows
+        return steady
 
     @classmethod
     def from_curve_file(cls, spec: str) -> CostModel:
