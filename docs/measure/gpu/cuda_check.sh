@@ -6,10 +6,10 @@
 #         install this project without dependencies, keep the model's first part in
 #         /tmp, and measure the CUDA verification curve c(1..63) of a random-weight GGUF
 #         with Llama-3.2-1B's shape.                                    ~6-8 minutes
-#   run2  (carry .gpu/run2): join the embedded model, measure its CUDA curve and the
-#         host work a step with trees of 32 and 63 nodes (host_per_step.py), and run
+#   run2  (carry .gpu/run2): join the embedded model, measure its CUDA curve, run
 #         `aded-chat bench` plain vs ADED on it (greedy, 256 tokens, the repo's prompt
-#         set, median of 3), and again with --steady-batch 4.             ~5 minutes
+#         set, median of 3), again with --steady-batch 4, and measure the host work a
+#         step with trees of 32 and 63 nodes (host_per_step.py).          ~5 minutes
 #   dry-run: the same steps here on the CPU (no CUDA build: the installed llama.cpp; a
 #         2-layer 1B-shaped model; a short bench), plus a CMake configure of the trimmed
 #         sdist, so the script is tested without a GPU.
@@ -64,17 +64,18 @@ run2() {
   cat "$T/model.part1" .gpu/run2/model.part2 > "$T/smollm2.gguf"
   echo "$(cat .gpu/run2/model.sha256)  $T/smollm2.gguf" | sha256sum -c -
   "$PY" docs/measure/gpu/curve.py --model "$T/smollm2.gguf" --out "$OUT/curve-smollm2.json"
-  "$PY" docs/measure/host_per_step.py --model "$T/smollm2.gguf" ${HOST_NODES:---nodes 32 --nodes 63} \
-      --max-tokens "${HOST_TOKENS:-256}" --json "$OUT/host.json"
   # ADED as it drafts on a CPU (batches as wide as each draft, one token when nothing
   # is drafted), then with every step one batch of 4 rows, which CUDA replays as one
-  # captured graph (--steady-batch: engine/decode/verify.py)
+  # captured graph (--steady-batch: engine/decode/verify.py); each result is in $OUT
+  # as soon as it is written, so a run cut short keeps what it finished
   for rows in 0 4; do
     "$PY" -m aded_chat bench --model "$T/smollm2.gguf" --methods plain,aded \
         --steady-batch "$rows" --max-tokens "${BENCH_TOKENS:-256}" \
         --repeat "${BENCH_REPEAT:-3}" ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"} \
         --json "$OUT/bench$([ "$rows" = 0 ] || echo "-steady$rows").json" 2>&1
   done
+  "$PY" docs/measure/host_per_step.py --model "$T/smollm2.gguf" ${HOST_NODES:---nodes 32 --nodes 63} \
+      --max-tokens "${HOST_TOKENS:-256}" --json "$OUT/host.json"
 }
 
 dry_run() {
