@@ -244,3 +244,22 @@ def test_the_loader_sizes_a_steady_contexts_sequences_to_its_trees(tmp_path):
             assert {rows for rows, _ in st.batches_per_step} == {4}  # (carried included)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("which", ["flat_session", "steady_session"])
+def test_a_seeded_sampled_answer_is_plain_decodings_token_for_token(which, request):
+    """One draw per emitted token, through the same chain in the same order: with the same
+    seed and, at one thread, the same logits, a sampled answer is plain decoding's exactly,
+    wide trees (flat) or steady batches with kept tokens carried into the next one."""
+    s = request.getfixturevalue(which)
+    carried = 0
+    for seed in (1, 2):
+        for text in PROMPTS:
+            settings = SamplingSettings(temperature=0.8, seed=seed, max_tokens=80)
+            s.reset()
+            _, plain, _ = s.answer(msgs(text), settings, speculative=False)
+            s.reset()
+            _, fast, st = s.answer(msgs(text), settings, speculative=True)
+            assert fast == plain, (seed, text)
+            carried += st.carried
+    assert carried > 0
