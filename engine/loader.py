@@ -64,7 +64,7 @@ def open_session(model: str | Path, options: SessionOptions = SessionOptions()
     # sequences; each committed token goes into every one of them, and freeing or copying
     # cells walks them all (a 62-sequence context's seq_rm cost 69 us a step against
     # 34 us with three: BENCHMARKS.md, session 22)
-    seqs = {"n_seq_max": max(1, o.steady_rows - 1)} if o.steady_rows else {}
+    seqs = {"n_seq_max": o.steady_rows - 1} if o.steady_rows else {}
     backend = LlamaBackend(model, n_ctx=o.n_ctx, n_gpu_layers=o.n_gpu_layers,
                            n_threads=o.threads, reserve_core=o.reserve_core,
                            kv_cache=o.kv_cache, verbose=o.verbose, **seqs)

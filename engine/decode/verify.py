@@ -116,8 +116,6 @@ def verify_tree(
                                  np.asarray(behind, np.int32) if b else None,
                                  every_row=steady_rows > 0)
     decode_s = time.perf_counter() - t0
-    if steady_rows and b:
-        logits = logits[b:]
     if logit_gaps is not None:  # diagnostics: how close the root's top two logits are
         logit_gaps.append(top2_gap(logits[0]))
 

@@ -480,8 +480,8 @@ class LlamaBackend:
         the positions before `start`): node i at start + depths[i], in the sequences
         seq_ids[i, :n_seq[i]] (default: every sequence). Returns the nodes' logits,
         (len(tokens), n_vocab); with every_row, `behind`'s rows ask for logits too (a
-        steady batch: the same outputs every step) and come first. decode() for a
-        verification step, in one compiled call."""
+        steady batch: the same outputs every step), which are not returned. decode() for
+        a verification step, in one compiled call."""
         n_behind = 0 if behind is None else len(behind)
         n = n_behind + len(tokens)
         if len(tokens) == 0 or n > self._cap:
@@ -491,7 +491,9 @@ class LlamaBackend:
         fill_tree_batch(self._b_tok, self._b_pos, self._b_nseq, self._b_seq, self._b_logits,
                         self._every if behind is None else behind, n_behind, tokens, depths,
                         seq_ids, n_seq, start, self.n_every, int(every_row))
-        return self._run(n, n if every_row else len(tokens))
+        if every_row:
+            return self._run(n, n)[n_behind:]
+        return self._run(n, len(tokens))
 
     def decode_one(self, token: int, pos: int) -> np.ndarray:
         """Evaluate one token at `pos` in every sequence (a plain step) and return its
